@@ -1,0 +1,224 @@
+"""Image input and output with geometry, on SimpleITK.
+
+Usage::
+
+    from SpineMetSegLib import imageio
+    t1 = imageio.read_image("t1.nii.gz")            # also .nrrd, .mha, .mhd, or a DICOM series folder
+    imageio.check_intensity_image(t1, "T1")          # NaN/inf, empty or constant -> ImageError
+    imageio.write_image(t1, "copy.nrrd")             # atomic: no partial file on failure
+    on_t1 = imageio.resample_to(stir, t1)            # linear; nearest=True for label maps
+
+Geometry (size, origin, spacing, direction) survives every read, resample and write: exactly for NRRD, MHA
+and DICOM-free round trips, to float32 precision for NIfTI (the format stores float32).
+"""
+
+from __future__ import annotations
+
+import os
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Tuple, Union
+
+import numpy as np
+import SimpleITK as sitk
+
+from .errors import GeometryError, ImageError
+
+PathLike = Union[str, os.PathLike]
+
+READABLE_SUFFIXES = (".nii", ".nii.gz", ".nrrd", ".seg.nrrd", ".mha", ".mhd", ".dcm")
+WRITABLE_SUFFIXES = (".nii", ".nii.gz", ".nrrd", ".mha", ".mhd")
+# Geometry comparisons: NIfTI stores its affine in float32.
+GEOMETRY_TOLERANCE = 1e-4
+
+
+@dataclass(frozen=True)
+class Geometry:
+    """The voxel grid of an image: size (i, j, k), spacing and origin in mm, direction as 9 numbers (LPS)."""
+
+    size: Tuple[int, ...]
+    spacing: Tuple[float, ...]
+    origin: Tuple[float, ...]
+    direction: Tuple[float, ...]
+
+    @classmethod
+    def of(cls, image: sitk.Image) -> "Geometry":
+        return cls(image.GetSize(), image.GetSpacing(), image.GetOrigin(), image.GetDirection())
+
+    def matches(self, other: "Geometry", tolerance: float = GEOMETRY_TOLERANCE) -> bool:
+        """True when both grids are the same voxel for voxel (within ``tolerance``)."""
+        return (
+            self.size == other.size
+            and np.allclose(self.spacing, other.spacing, atol=tolerance)
+            and np.allclose(self.origin, other.origin, atol=tolerance)
+            and np.allclose(self.direction, other.direction, atol=tolerance)
+        )
+
+    def apply_to(self, image: sitk.Image) -> sitk.Image:
+        """Set this geometry's origin, spacing and direction on ``image`` (sizes must agree)."""
+        if tuple(image.GetSize()) != tuple(self.size):
+            raise GeometryError(f"cannot give a {image.GetSize()} image the geometry of a {self.size} grid")
+        image.SetSpacing(self.spacing)
+        image.SetOrigin(self.origin)
+        image.SetDirection(self.direction)
+        return image
+
+
+def suffix_of(path: PathLike) -> str:
+    """The image suffix of a path, double suffixes (``.nii.gz``, ``.seg.nrrd``) included, in lower case."""
+    name = Path(path).name.lower()
+    for suffix in sorted(READABLE_SUFFIXES, key=len, reverse=True):
+        if name.endswith(suffix):
+            return suffix
+    return Path(name).suffix
+
+
+def read_image(path: PathLike, *, name: str = "") -> sitk.Image:
+    """Read a 3D scalar image from a file or a DICOM series folder.
+
+    Raises ``ImageError`` for a missing or unreadable file, a 2D image (also a single slice), a 4D image or a
+    multi-component (vector, RGB) image. ``name`` (``"T1"``, ``"reference"``, ...) goes into the messages.
+    """
+    path = Path(path)
+    label = f"{name} image {path}" if name else f"image {path}"
+    if not path.exists():
+        raise ImageError(f"The {label} does not exist. Check the path.")
+    if path.is_dir():
+        image = _read_dicom_series(path, label)
+    else:
+        try:
+            image = sitk.ReadImage(str(path))
+        except RuntimeError as error:
+            first = str(error).strip().splitlines()[-1] if str(error).strip() else ""
+            raise ImageError(
+                f"Cannot read the {label}: it is not a readable NIfTI, NRRD, MHA or DICOM file "
+                f"(it may be truncated or of another format). {first}".strip()
+            ) from None
+    check_3d(image, label)
+    return image
+
+
+def _read_dicom_series(folder: Path, label: str) -> sitk.Image:
+    series_ids = sitk.ImageSeriesReader.GetGDCMSeriesIDs(str(folder))
+    if not series_ids:
+        raise ImageError(f"The {label} is a folder with no DICOM series in it. Choose a folder of DICOM slices.")
+    # Several series in one folder: take the one with the most slices, the usual meaning of "this scan".
+    files = max(
+        (sitk.ImageSeriesReader.GetGDCMSeriesFileNames(str(folder), sid) for sid in series_ids),
+        key=len,
+    )
+    reader = sitk.ImageSeriesReader()
+    reader.SetFileNames(files)
+    try:
+        return reader.Execute()
+    except RuntimeError as error:
+        raise ImageError(f"Cannot read the DICOM series in {label}: {error}") from None
+
+
+def check_3d(image: sitk.Image, label: str = "image") -> None:
+    """Raise ``ImageError`` unless ``image`` is a 3D scalar volume with more than one slice."""
+    if image.GetNumberOfComponentsPerPixel() != 1:
+        raise ImageError(
+            f"The {label} has {image.GetNumberOfComponentsPerPixel()} components per voxel (colour or vector); "
+            "a scalar MRI volume is needed."
+        )
+    dimension = image.GetDimension()
+    if dimension == 2 or (dimension == 3 and min(image.GetSize()) == 1):
+        raise ImageError(f"The {label} is 2D (size {image.GetSize()}); a 3D volume with several slices is needed.")
+    if dimension == 4:
+        raise ImageError(
+            f"The {label} is 4D (size {image.GetSize()}), a time series or several volumes in one file; "
+            "split it and give one 3D volume."
+        )
+    if dimension != 3:
+        raise ImageError(f"The {label} has {dimension} dimensions; a 3D volume is needed.")
+
+
+def check_intensity_image(image: sitk.Image, name: str = "image") -> None:
+    """Raise ``ImageError`` for NaN or infinite voxels and for an empty (all zero) or constant volume."""
+    array = sitk.GetArrayViewFromImage(image)
+    if np.issubdtype(array.dtype, np.floating) and not np.isfinite(array).all():
+        bad = int(np.count_nonzero(~np.isfinite(array)))
+        raise ImageError(f"The {name} image has {bad} NaN or infinite voxels. Fix or re-export the volume.")
+    low, high = float(array.min()), float(array.max())
+    if low == high == 0:
+        raise ImageError(f"The {name} image is empty (every voxel is 0). Check that the right volume was chosen.")
+    if low == high:
+        raise ImageError(
+            f"The {name} image is constant (every voxel is {low:g}); it holds no picture to segment."
+        )
+
+
+def write_image(image: sitk.Image, path: PathLike, *, compress: bool = True) -> Path:
+    """Write ``image`` to ``path`` (.nii, .nii.gz, .nrrd, .mha, .mhd) atomically and return the path.
+
+    The image goes to a temporary file beside the target first, then replaces it in one step, so a failure
+    never leaves a partial file and never destroys a file that was there.
+    """
+    path = Path(path)
+    suffix = suffix_of(path)
+    if suffix not in WRITABLE_SUFFIXES:
+        raise ImageError(f"Cannot write {path}: the suffix must be one of {', '.join(WRITABLE_SUFFIXES)}.")
+    path.parent.mkdir(parents=True, exist_ok=True)
+    handle, temporary = tempfile.mkstemp(prefix=".partial-", suffix=suffix, dir=path.parent)
+    os.close(handle)
+    try:
+        sitk.WriteImage(image, temporary, compress and suffix != ".mhd")
+        os.replace(temporary, path)
+    except BaseException:
+        Path(temporary).unlink(missing_ok=True)
+        raise
+    return path
+
+
+def resample_to(
+    image: sitk.Image, reference: sitk.Image, *, nearest: bool = False, default: float = 0.0
+) -> sitk.Image:
+    """Resample ``image`` onto the grid of ``reference`` (identity transform, physical coordinates).
+
+    Linear interpolation for intensities, nearest neighbour for label maps (``nearest=True``). An image already
+    on the reference grid comes back unchanged (same object). Raises ``GeometryError`` when the two images do
+    not overlap in space at all.
+    """
+    if Geometry.of(image).matches(Geometry.of(reference), tolerance=1e-6):
+        return image
+    if not overlaps(image, reference):
+        raise GeometryError(
+            "The images do not overlap in space (their bounding boxes are disjoint): they are not of the same "
+            "patient position or one has a wrong origin."
+        )
+    interpolator = sitk.sitkNearestNeighbor if nearest else sitk.sitkLinear
+    return sitk.Resample(image, reference, sitk.Transform(), interpolator, default, image.GetPixelID())
+
+
+def physical_bounds(image: sitk.Image) -> Tuple[np.ndarray, np.ndarray]:
+    """The axis-aligned physical (LPS) bounding box of the voxel centres' outer corners: (low, high)."""
+    size = np.array(image.GetSize(), dtype=float)
+    corners = []
+    for i in (-0.5, size[0] - 0.5):
+        for j in (-0.5, size[1] - 0.5):
+            for k in (-0.5, size[2] - 0.5):
+                corners.append(image.TransformContinuousIndexToPhysicalPoint((i, j, k)))
+    corners = np.array(corners)
+    return corners.min(axis=0), corners.max(axis=0)
+
+
+def overlaps(a: sitk.Image, b: sitk.Image) -> bool:
+    """True when the physical bounding boxes of two images intersect."""
+    low_a, high_a = physical_bounds(a)
+    low_b, high_b = physical_bounds(b)
+    return bool(np.all(low_a < high_b) and np.all(low_b < high_a))
+
+
+def reorient(image: sitk.Image, orientation: str = "LPS") -> sitk.Image:
+    """Permute and flip axes so they run toward ``orientation`` (ITK/DICOM letters; ``LPS`` = identity).
+
+    Only axis order and signs change; no interpolation, the voxels and the physical space stay the same.
+    """
+    return sitk.DICOMOrient(image, orientation)
+
+
+def orientation_of(image: sitk.Image) -> str:
+    """The three-letter orientation code of an image's direction (``LPS`` for identity)."""
+    return sitk.DICOMOrientImageFilter.GetOrientationFromDirectionCosines(image.GetDirection())
