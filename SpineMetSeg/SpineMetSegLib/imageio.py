@@ -14,8 +14,11 @@ and DICOM-free round trips, to float32 precision for NIfTI (the format stores fl
 
 from __future__ import annotations
 
+import gzip
 import os
+import struct
 import tempfile
+import zlib
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Tuple, Union
@@ -43,10 +46,10 @@ class Geometry:
     direction: Tuple[float, ...]
 
     @classmethod
-    def of(cls, image: sitk.Image) -> "Geometry":
+    def of(cls, image: sitk.Image) -> Geometry:
         return cls(image.GetSize(), image.GetSpacing(), image.GetOrigin(), image.GetDirection())
 
-    def matches(self, other: "Geometry", tolerance: float = GEOMETRY_TOLERANCE) -> bool:
+    def matches(self, other: Geometry, tolerance: float = GEOMETRY_TOLERANCE) -> bool:
         """True when both grids are the same voxel for voxel (within ``tolerance``)."""
         return (
             self.size == other.size
@@ -87,6 +90,8 @@ def read_image(path: PathLike, *, name: str = "") -> sitk.Image:
     if path.is_dir():
         image = _read_dicom_series(path, label)
     else:
+        if suffix_of(path) in (".nii", ".nii.gz"):
+            _check_nifti_complete(path, label)
         try:
             image = sitk.ReadImage(str(path))
         except RuntimeError as error:
@@ -97,6 +102,51 @@ def read_image(path: PathLike, *, name: str = "") -> sitk.Image:
             ) from None
     check_3d(image, label)
     return image
+
+
+def _check_nifti_complete(path: Path, label: str) -> None:
+    """Raise ``ImageError`` for a truncated NIfTI file (ITK would silently fill the missing voxels with 0)."""
+    opener = gzip.open if suffix_of(path) == ".nii.gz" else open
+    try:
+        with opener(path, "rb") as stream:
+            header = stream.read(540)
+            layout = _nifti_layout(header)
+            if layout is None:
+                return  # not a NIfTI header: let ITK say what it is
+            needed = layout
+            available = len(header)
+            while available < needed:
+                chunk = stream.read(min(1 << 24, needed - available))
+                if not chunk:
+                    break
+                available += len(chunk)
+    except (OSError, EOFError, zlib.error):
+        raise ImageError(f"Cannot read the {label}: the compressed file is truncated or corrupt.") from None
+    if available < needed:
+        raise ImageError(
+            f"Cannot read the {label}: the file is truncated ({available} of {needed} bytes). Copy it again."
+        )
+
+
+def _nifti_layout(header: bytes):
+    """The number of bytes a NIfTI-1 or NIfTI-2 file must hold (header, extensions and voxels), or None."""
+    for endian in "<>":
+        if len(header) >= 348 and struct.unpack(endian + "i", header[:4])[0] == 348:
+            dims = struct.unpack(endian + "8h", header[40:56])
+            bitpix = struct.unpack(endian + "h", header[72:74])[0]
+            offset = int(struct.unpack(endian + "f", header[108:112])[0])
+            break
+        if len(header) >= 540 and struct.unpack(endian + "i", header[:4])[0] == 540:
+            bitpix = struct.unpack(endian + "h", header[14:16])[0]
+            dims = struct.unpack(endian + "8q", header[16:80])
+            offset = struct.unpack(endian + "q", header[168:176])[0]
+            break
+    else:
+        return None
+    count = 1
+    for extent in dims[1 : 1 + max(0, min(dims[0], 7))]:
+        count *= max(int(extent), 1)
+    return offset + count * max(bitpix, 8) // 8
 
 
 def _read_dicom_series(folder: Path, label: str) -> sitk.Image:
