@@ -1,16 +1,87 @@
-"""``spinemetseg phantom``: write one synthetic spine MRI case with exact ground truth."""
+"""``spinemetseg phantom``: write one synthetic spine MRI case with exact ground truth.
+
+Usage::
+
+    spinemetseg phantom --seed 7 --output case-0007 [--acquisition sagittal2d|iso3d]
+                        [--contrast standard|randomized] [--png]
+
+Writes t1/t2/stir/lesions/anatomy .nii.gz and case.json (and preview.png with --png) into the output folder and
+prints one line per lesion. The same seed always writes the same bytes.
+"""
 
 from __future__ import annotations
 
 import argparse
+from pathlib import Path
 
 from ..errors import SpineMetSegError
 
+ACQUISITION_CHOICES = ("sagittal2d", "iso3d")  # phantom.ACQUISITIONS, repeated so --help imports nothing heavy
+CONTRAST_CHOICES = ("standard", "randomized")
+
+
+def _seed(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"the seed must be a whole number, got {text!r}") from None
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"the seed must be 0 or larger, got {value}")
+    return value
+
 
 def register(subcommands: argparse._SubParsersAction) -> None:
-    parser = subcommands.add_parser("phantom", help="Write a synthetic spine MRI case with metastases")
+    parser = subcommands.add_parser(
+        "phantom",
+        help="Write a synthetic spine MRI case with metastases",
+        description="Render a synthetic spine MRI case (T1, T2, STIR) with metastases, look-alikes and exact "
+        "lesion and anatomy label maps. The same seed always gives the same files.",
+    )
+    parser.add_argument("--seed", type=_seed, required=True, help="random seed (0 or larger) that fixes the case")
+    parser.add_argument("--output", type=Path, required=True, help="folder to write the case into (created)")
+    parser.add_argument(
+        "--acquisition",
+        choices=ACQUISITION_CHOICES,
+        default=None,
+        help="sagittal2d: 2D multislice, 3-5 mm slices; iso3d: 1 mm isotropic (default: drawn from the seed)",
+    )
+    parser.add_argument(
+        "--contrast",
+        choices=CONTRAST_CHOICES,
+        default="standard",
+        help="standard: textbook tissue contrasts; randomized: random intensities per tissue (domain randomisation)",
+    )
+    parser.add_argument("--png", action="store_true", help="also write preview.png (mid-sagittal T1, T2, STIR)")
     parser.set_defaults(run=run)
 
 
 def run(args: argparse.Namespace) -> int:
-    raise SpineMetSegError("'spinemetseg phantom' is not available in this version yet.")
+    from ..phantom import generate_case, write_case
+
+    output = Path(args.output)
+    if output.exists() and not output.is_dir():
+        raise SpineMetSegError(f"The output {output} is a file; give a folder to write the case into.")
+    case = generate_case(args.seed, acquisition=args.acquisition, contrast=args.contrast)
+    try:
+        written = write_case(case, output, png=args.png)
+    except OSError as error:
+        raise SpineMetSegError(f"Cannot write the case into {output}: {error.strerror or error}.") from None
+
+    info = case.info
+    acquisition = info["acquisition"]
+    size = "x".join(str(v) for v in acquisition["size"])
+    spacing = "x".join(f"{v:.2f}" for v in acquisition["spacing_mm"])
+    print(f"wrote {len(written)} files to {output}: {', '.join(written)}")
+    print(
+        f"seed {info['seed']}: {acquisition['kind']} {size} voxels of {spacing} mm, {info['contrast']} contrast, "
+        f"vertebrae {', '.join(v['name'] for v in info['vertebrae'] if v['fully_in_view'])}"
+    )
+    print(f"{len(info['lesions'])} lesion(s), {len(info['look_alikes'])} look-alike(s)")
+    for lesion in info["lesions"]:
+        print(
+            f"  lesion {lesion['id']}: {lesion['type']} in {lesion['vertebra']}, {lesion['volume_ml']:.3f} mL, "
+            f"diameter {lesion['diameter_mm']:.1f} mm"
+        )
+    for finding in info["look_alikes"]:
+        print(f"  look-alike: {finding['kind']} in {finding['vertebra']}, {finding['volume_ml']:.3f} mL")
+    return 0

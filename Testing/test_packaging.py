@@ -1,0 +1,115 @@
+"""Packaging: the Slicer extension files agree with each other and list everything the module installs."""
+
+from __future__ import annotations
+
+import json
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+MODULE = ROOT / "SpineMetSeg"
+
+
+def installed_files() -> list:
+    """Files under SpineMetSegLib and Resources, as paths relative to the module folder."""
+    files = []
+    for folder in ("SpineMetSegLib", "Resources"):
+        for path in sorted((MODULE / folder).rglob("*")):
+            if path.is_file() and "__pycache__" not in path.parts and path.suffix != ".pyc":
+                files.append(path.relative_to(MODULE).as_posix())
+    return files
+
+
+def cmake_listed_files() -> set:
+    text = (MODULE / "CMakeLists.txt").read_text()
+    text = text.replace("${MODULE_NAME}", "SpineMetSeg")
+    return set(re.findall(r"^\s+((?:SpineMetSegLib|Resources)/\S+|SpineMetSeg\.py)\s*$", text, re.MULTILINE))
+
+
+def test_module_cmakelists_lists_every_file_the_module_installs():
+    missing = [f for f in installed_files() if f not in cmake_listed_files()]
+    assert missing == [], f"not listed in SpineMetSeg/CMakeLists.txt, Slicer would not install: {missing}"
+
+
+def test_module_cmakelists_lists_only_files_that_exist():
+    absent = sorted(f for f in cmake_listed_files() if not (MODULE / f).is_file())
+    assert absent == []
+
+
+def test_module_cmakelists_builds_a_scripted_module_with_the_module_file():
+    text = (MODULE / "CMakeLists.txt").read_text()
+    assert "slicerMacroBuildScriptedModule" in text
+    assert "SpineMetSeg.py" in cmake_listed_files() or "${MODULE_NAME}.py" in text
+
+
+def test_extension_cmakelists_has_the_metadata_the_extensions_index_needs():
+    text = (ROOT / "CMakeLists.txt").read_text()
+    for key in ("EXTENSION_HOMEPAGE", "EXTENSION_CONTRIBUTORS", "EXTENSION_DESCRIPTION", "EXTENSION_ICONURL",
+                "EXTENSION_SCREENSHOTURLS"):
+        assert re.search(rf'set\({key} "[^"]+"\)', text), key
+    assert 'set(EXTENSION_CATEGORY "Segmentation")' in text
+    assert 'set(EXTENSION_DEPENDS "PyTorch")' in text
+    assert "find_package(Slicer REQUIRED)" in text
+    assert "add_subdirectory(SpineMetSeg)" in text
+    assert "Slicer_EXTENSION_CPACK" in text
+
+
+def test_s4ext_and_catalog_entry_agree_with_cmakelists():
+    s4ext = dict(
+        line.split(" ", 1) for line in (ROOT / "SpineMetSeg.s4ext").read_text().splitlines()
+        if line.strip() and not line.startswith("#") and " " in line
+    )
+    entry = json.loads((ROOT / "SpineMetSeg.json").read_text())
+    assert s4ext["category"] == entry["category"] == "Segmentation"
+    assert s4ext["depends"].split() == entry["build_dependencies"] == ["PyTorch"]
+    assert s4ext["scmurl"] == entry["scm_url"]
+
+
+def test_extension_icon_is_a_128_pixel_square_png():
+    from PIL import Image
+
+    for icon in (ROOT / "Resources" / "SpineMetSeg.png", MODULE / "Resources" / "Icons" / "SpineMetSeg.png"):
+        with Image.open(icon) as image:
+            assert image.format == "PNG"
+            assert image.size == (128, 128)
+
+
+def test_core_imports_without_slicer_or_qt():
+    # slicer and qt are made unimportable: the core must never need them.
+    code = (
+        "import sys, pkgutil, importlib\n"
+        "sys.modules['slicer'] = None; sys.modules['qt'] = None; sys.modules['ctk'] = None\n"
+        "import SpineMetSegLib\n"
+        "for info in pkgutil.walk_packages(SpineMetSegLib.__path__, 'SpineMetSegLib.'):\n"
+        "    if '.mrml' not in info.name and not info.name.endswith('.widget'):\n"
+        "        importlib.import_module(info.name)\n"
+        "print('ok')\n"
+    )
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.strip() == "ok"
+
+
+def test_command_line_help_lists_every_subcommand():
+    result = subprocess.run([sys.executable, "-m", "SpineMetSegLib.cli", "--help"], capture_output=True, text=True,
+                            timeout=60)
+    assert result.returncode == 0, result.stderr
+    for command in ("demo", "segment", "evaluate", "lesions", "phantom", "models", "train"):
+        assert re.search(rf"^\s+{command}\s", result.stdout, re.MULTILINE), command
+
+
+def test_readme_test_command_is_the_one_ci_runs():
+    readme = (ROOT / "README.md").read_text()
+    ci = (ROOT / ".ci" / "run").read_text()
+    command = "python -m pytest Testing"
+    assert command in readme
+    assert command in ci
+
+
+@pytest.mark.parametrize("path", ["README.md", "pyproject.toml", ".ci/run", "SpineMetSeg/CMakeLists.txt"])
+def test_layout_file_exists(path: str):
+    assert (ROOT / path).is_file()
