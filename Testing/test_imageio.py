@@ -10,7 +10,7 @@ import pytest
 import SimpleITK as sitk
 
 from SpineMetSegLib import imageio
-from SpineMetSegLib.errors import GeometryError, ImageError
+from SpineMetSegLib.errors import GeometryError, ImageError, SpineMetSegError
 
 
 def rotation(ax: float, ay: float, az: float) -> tuple:
@@ -211,10 +211,21 @@ def test_failed_write_leaves_no_partial_file_and_keeps_what_was_there(tmp_path: 
     target = tmp_path / "result.nrrd"
     target.mkdir()
     (target / "notes.txt").write_text("keep me")
-    with pytest.raises(OSError):
+    with pytest.raises(SpineMetSegError, match="Cannot write"):
         imageio.write_image(oblique_volume(), target)
     assert (target / "notes.txt").read_text() == "keep me"
     assert [p.name for p in tmp_path.iterdir()] == ["result.nrrd"]
+
+
+def test_written_file_gets_ordinary_permissions_not_private_ones(tmp_path: Path):
+    import os
+
+    umask = os.umask(0o022)
+    try:
+        path = imageio.write_image(oblique_volume(), tmp_path / "shared.nii.gz")
+    finally:
+        os.umask(umask)
+    assert path.stat().st_mode & 0o777 == 0o644
 
 
 def test_real_scans_read_and_write_back_with_identical_geometry(real_data_dir: Path, tmp_path: Path):

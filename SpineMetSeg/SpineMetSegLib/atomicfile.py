@@ -37,12 +37,14 @@ def atomic_path(path: PathLike) -> Iterator[Path]:
     path = Path(path)
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
-        handle, temporary = tempfile.mkstemp(prefix=".partial-", suffix=path.suffix, dir=path.parent)
+        handle, temporary = tempfile.mkstemp(prefix=".partial-", suffix=full_suffix(path), dir=path.parent)
         os.close(handle)
     except OSError as error:
         raise SpineMetSegError(f"Cannot write {path}: {error.strerror or error}. Choose a writable folder.") from None
     try:
         yield Path(temporary)
+        # Temporary files are private (0600); the result gets the permissions of any new file.
+        os.chmod(temporary, default_file_mode())
         os.replace(temporary, path)
     except OSError as error:
         Path(temporary).unlink(missing_ok=True)
@@ -50,6 +52,21 @@ def atomic_path(path: PathLike) -> Iterator[Path]:
     except BaseException:
         Path(temporary).unlink(missing_ok=True)
         raise
+
+
+def full_suffix(path: PathLike) -> str:
+    """The suffix a writer chooses its format by, double suffixes such as ``.nii.gz`` included."""
+    suffixes = Path(path).suffixes
+    if len(suffixes) >= 2 and suffixes[-1].lower() == ".gz":
+        return "".join(suffixes[-2:])
+    return suffixes[-1] if suffixes else ""
+
+
+def default_file_mode() -> int:
+    """The permissions a newly created file gets under the current umask."""
+    umask = os.umask(0)
+    os.umask(umask)
+    return 0o666 & ~umask
 
 
 def write_text_atomic(path: PathLike, text: str) -> Path:

@@ -24,13 +24,13 @@ import functools
 import json
 import logging
 import os
-import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Dict, List, Mapping, Optional, Sequence, Tuple, Union
 
 from . import cache
 from . import download as _download
+from .atomicfile import write_text_atomic
 from .cache import cache_dir  # noqa: F401 - part of this module's API (catalog.cache_dir())
 from .errors import DownloadError, ModelError
 from .labels import ModelLabel
@@ -449,16 +449,7 @@ def _import_user_model(path: Path, card: ModelCard, catalog: Catalog) -> ModelCa
 
 
 def _write_json_atomic(path: Path, data: Any) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    handle, temporary = tempfile.mkstemp(prefix=".partial-", suffix=".json", dir=path.parent)
-    try:
-        with os.fdopen(handle, "w", encoding="utf-8") as stream:
-            json.dump(data, stream, indent=2)
-            stream.write("\n")
-        os.replace(temporary, path)
-    except BaseException:
-        Path(temporary).unlink(missing_ok=True)
-        raise
+    write_text_atomic(path, json.dumps(data, indent=2) + "\n")
 
 
 def remove_model(name: str, version: Optional[str] = None, *, catalog: Optional[Catalog] = None) -> List[ModelCard]:

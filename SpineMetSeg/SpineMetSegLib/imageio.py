@@ -17,7 +17,6 @@ from __future__ import annotations
 import gzip
 import os
 import struct
-import tempfile
 import zlib
 from dataclasses import dataclass
 from pathlib import Path
@@ -26,6 +25,7 @@ from typing import Tuple, Union
 import numpy as np
 import SimpleITK as sitk
 
+from .atomicfile import atomic_path
 from .errors import GeometryError, ImageError
 
 PathLike = Union[str, os.PathLike]
@@ -204,21 +204,15 @@ def write_image(image: sitk.Image, path: PathLike, *, compress: bool = True) -> 
     """Write ``image`` to ``path`` (.nii, .nii.gz, .nrrd, .mha, .mhd) atomically and return the path.
 
     The image goes to a temporary file beside the target first, then replaces it in one step, so a failure
-    never leaves a partial file and never destroys a file that was there.
+    never leaves a partial file and never destroys a file that was there (``SpineMetSegError`` for a
+    folder that cannot be written).
     """
     path = Path(path)
     suffix = suffix_of(path)
     if suffix not in WRITABLE_SUFFIXES:
         raise ImageError(f"Cannot write {path}: the suffix must be one of {', '.join(WRITABLE_SUFFIXES)}.")
-    path.parent.mkdir(parents=True, exist_ok=True)
-    handle, temporary = tempfile.mkstemp(prefix=".partial-", suffix=suffix, dir=path.parent)
-    os.close(handle)
-    try:
-        sitk.WriteImage(image, temporary, compress and suffix != ".mhd")
-        os.replace(temporary, path)
-    except BaseException:
-        Path(temporary).unlink(missing_ok=True)
-        raise
+    with atomic_path(path) as temporary:
+        sitk.WriteImage(image, str(temporary), compress and suffix != ".mhd")
     return path
 
 

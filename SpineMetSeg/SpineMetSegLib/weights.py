@@ -16,16 +16,15 @@ Usage::
 from __future__ import annotations
 
 import json
-import os
 import pickle  # only for its exception type: nothing here unpickles
 import re
 import struct
-import tempfile
 from pathlib import Path
 from typing import Dict, Mapping, Optional, Union
 
 import torch
 
+from .atomicfile import atomic_path
 from .errors import ModelError
 
 PathLike = Union[str, Path]
@@ -122,15 +121,8 @@ def save_state_dict(state: Mapping[str, torch.Tensor], path: PathLike, metadata:
         raise ModelError(f"Weights are saved as .safetensors; got {path}.")
     # Separate, contiguous CPU copies: safetensors refuses tensors that share memory.
     tensors = {name: tensor.detach().to("cpu").contiguous().clone() for name, tensor in state.items()}
-    path.parent.mkdir(parents=True, exist_ok=True)
-    handle, temporary = tempfile.mkstemp(prefix=".partial-", suffix=".safetensors", dir=path.parent)
-    os.close(handle)
-    try:
-        save_file(tensors, temporary, metadata={str(k): str(v) for k, v in (metadata or {}).items()})
-        os.replace(temporary, path)
-    except BaseException:
-        Path(temporary).unlink(missing_ok=True)
-        raise
+    with atomic_path(path) as temporary:
+        save_file(tensors, str(temporary), metadata={str(k): str(v) for k, v in (metadata or {}).items()})
     return path
 
 

@@ -1,16 +1,125 @@
-"""``spinemetseg segment``: Segment metastases (and anatomy) in MRI volumes (arrives with issue 5)."""
+"""``spinemetseg segment``: segment metastases (and anatomy) in MRI volumes with a catalog model.
+
+Usage::
+
+    spinemetseg segment --t1 t1.nii.gz --stir stir.nii.gz --output seg.nii.gz
+    spinemetseg segment --t2 dicom/t2/ --output seg.nrrd --model spinemetseg-default --device cpu --threads 4
+    spinemetseg segment --t1 t1.nii.gz --output seg.nii.gz --weights my.safetensors --card my-card.json
+
+The label map lands on the grid of the first input given (in the order t1, t2, stir, then ``--input``);
+metastasis is label 1. Progress lines (``SPINEMETSEG-PROGRESS``) go to standard output, then a summary.
+"""
 
 from __future__ import annotations
 
 import argparse
+from typing import Any, Dict, Tuple
 
 from ..errors import SpineMetSegError
 
+SEQUENCE_OPTIONS = ("t1", "t2", "stir")
+
 
 def register(subcommands: argparse._SubParsersAction) -> None:
-    parser = subcommands.add_parser("segment", help="Segment metastases (and anatomy) in MRI volumes (not available yet)")
+    parser = subcommands.add_parser(
+        "segment",
+        help="Segment metastases (and anatomy) in MRI volumes",
+        description="Segment spinal metastases in MRI. Give any subset of sequences the model accepts; the "
+        "label map is written on the grid of the first one (metastasis = 1).",
+    )
+    for name in SEQUENCE_OPTIONS:
+        parser.add_argument(f"--{name}", metavar="PATH", help=f"{name.upper()} volume (file or DICOM folder)")
+    parser.add_argument(
+        "--input",
+        action="append",
+        default=[],
+        metavar="NAME=PATH",
+        help="another sequence the model card names (repeatable)",
+    )
+    parser.add_argument("--output", required=True, metavar="PATH", help="label map to write (.nii.gz, .nrrd, ...)")
+    parser.add_argument("--model", metavar="NAME", help="catalog model (default: the default model)")
+    parser.add_argument("--model-version", metavar="V", help="model version (default: the newest)")
+    parser.add_argument("--weights", metavar="FILE", help="weights of a model not in the catalog (with --card)")
+    parser.add_argument("--card", metavar="CARD.json", help="model card for --weights")
+    parser.add_argument("--device", default="auto", help="auto (CUDA, then MPS, then CPU), cpu, cuda or mps")
+    parser.add_argument("--threads", type=int, metavar="N", help="CPU threads (default: all cores)")
+    parser.add_argument("--tta", action="store_true", help="average over flipped copies (slower, smoother)")
+    parser.add_argument(
+        "--float32",
+        action="store_true",
+        help="no reduced precision (used on CUDA and on CPUs with native bfloat16): slower, same numbers everywhere",
+    )
+    parser.add_argument("--probabilities", metavar="PATH", help="also write the metastasis probability map")
+    parser.add_argument("--lesions-csv", metavar="PATH", help="also write one row per lesion (volume, vertebra, ...)")
     parser.set_defaults(run=run)
 
 
 def run(args: argparse.Namespace) -> int:
-    raise SpineMetSegError("'spinemetseg segment' is not available in this version yet.")
+    from .. import inference
+    from ..progress import ProgressReporter
+
+    inputs = _inputs(args)
+    card, model = _model(args)
+    result = inference.segment_files(
+        inputs,
+        args.output,
+        card,
+        model,
+        probabilities_path=args.probabilities,
+        lesions_csv=args.lesions_csv,
+        device=args.device,
+        tta=args.tta,
+        mixed_precision=not args.float32,
+        threads=args.threads,
+        progress=ProgressReporter(),
+    )
+    print(summary(result, card, args.output))
+    return 0
+
+
+def _inputs(args: argparse.Namespace) -> Dict[str, str]:
+    inputs = {name: getattr(args, name) for name in SEQUENCE_OPTIONS if getattr(args, name)}
+    for item in args.input:
+        name, separator, path = item.partition("=")
+        if not separator or not name or not path:
+            raise SpineMetSegError(f"--input takes NAME=PATH, got {item!r}.")
+        inputs[name.strip().lower()] = path
+    if not inputs:
+        raise SpineMetSegError("No input volume: give at least one of --t1, --t2, --stir.")
+    return inputs
+
+
+def _model(args: argparse.Namespace) -> Tuple[Any, Any]:
+    from .. import catalog
+
+    if args.weights or args.card:
+        if not (args.weights and args.card):
+            raise SpineMetSegError("--weights and --card go together: the card says how to build the network.")
+        return model_from_files(args.weights, args.card)
+    card = catalog.load_catalog().get(args.model, args.model_version)
+    return card, catalog.load_model(card)
+
+
+def model_from_files(weights_path: str, card_path: str) -> Tuple[Any, Any]:
+    """The card at ``card_path`` and its network with the weights at ``weights_path`` (a model not in the catalog)."""
+    from .. import catalog, weights
+    from ..network import build_network
+
+    card = catalog.card_from_file(card_path)
+    model = build_network(card.network, len(card.inputs), card.out_channels)
+    weights.apply_state_dict(model, weights.load_state_dict(weights_path), source=f"the weights {weights_path}")
+    return card, model.eval()
+
+
+def summary(result: Any, card: Any, output: str) -> str:
+    """The few lines a user reads after a run: model, lesions, time per stage, the file written."""
+    volumes = sorted(result.lesion_volumes_ml, reverse=True)
+    listed = ", ".join(f"{v:.2f}" for v in volumes[:10]) + (", ..." if len(volumes) > 10 else "")
+    timing = ", ".join(f"{stage} {seconds:.1f} s" for stage, seconds in result.timings.items())
+    lines = [
+        f"model: {card.name} {card.version} on {result.device} ({result.batch_size} window(s) at a time)",
+        f"lesions: {len(volumes)}" + (f", {sum(volumes):.2f} ml in all ({listed} ml)" if volumes else ""),
+        f"time: {timing}; total {sum(result.timings.values()):.1f} s",
+        f"wrote {output}",
+    ]
+    return "\n".join(lines)

@@ -1,0 +1,523 @@
+"""Segment MRI volumes with a model from the catalog: the whole pipeline from images to a label map.
+
+Usage::
+
+    from SpineMetSegLib import catalog, inference
+    card = catalog.load_catalog().get()                       # the default model
+    result = inference.segment_images({"t1": t1, "t2": t2}, card, device="auto", progress=ProgressReporter())
+    result.labels            # uint8 labelmap on the first input's grid; metastasis = 1
+    inference.segment_files({"t1": "t1.nii.gz"}, "seg.nii.gz", card, probabilities_path="p.nii.gz")
+
+Pipeline: check and prepare the inputs (``preprocessing``: reorient, resample, crop to the body, normalise);
+sliding-window inference with Gaussian blending (MONAI; a 2D model slice by slice, the slices batched), batches
+sized from the free memory, mixed precision (CUDA, and CPUs with native bfloat16), channels-last on CUDA,
+optional flips (test-time augmentation); the probabilities back onto the first input's grid and argmax
+(``regrid``; only the body's region); ``postprocessing`` (lesion specks and lesions away from bone removed).
+A GPU out of memory retries with smaller batches, then on the CPU (``devices.run_with_memory_fallback``).
+Progress goes to a ``ProgressCallback`` as stages with an overall percentage that never decreases.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import itertools
+import math
+import os
+import tempfile
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable, Dict, Iterator, List, Mapping, Optional, Sequence, Tuple
+
+import numpy as np
+import SimpleITK as sitk
+import torch
+from monai.inferers import sliding_window_inference
+
+from . import devices, imageio, preprocessing, regrid
+from .atomicfile import default_file_mode
+from .errors import ImageError, ModelError
+from .labels import ModelLabel
+from .network import downsampling_factor
+from .postprocessing import clean_lesions
+from .progress import ProgressCallback, no_progress
+
+# Window overlap: 0.25 with Gaussian blending gives the same segmentation as 0.5 at about half the windows.
+OVERLAP = 0.25
+BLEND_MODE = "gaussian"
+# A 2D model sees this many slices per sliding-window call: bounds the memory of the blended output.
+SLICES_PER_CHUNK = 16
+# Activation memory of one window, in copies of the feature maps at each level (conservative).
+ACTIVATION_COPIES = 8
+# The blended output stays on the GPU when it needs less than this share of its free memory.
+OUTPUT_MEMORY_SHARE = 0.25
+BYTES_PER_FLOAT = 4
+
+# Overall percentage range of each stage, in the order they run.
+STAGES = {
+    "read": (0.0, 5.0),
+    "preprocess": (5.0, 12.0),
+    "load": (12.0, 15.0),
+    "inference": (15.0, 85.0),
+    "postprocess": (85.0, 93.0),
+    "write": (93.0, 99.0),
+    "done": (100.0, 100.0),
+}
+
+
+@dataclass
+class SegmentationResult:
+    """What a segmentation produced, on the first input's grid, and how it went."""
+
+    labels: sitk.Image  # uint8, ModelLabel values of the card
+    probabilities: Optional[sitk.Image]  # float32 metastasis probability before post-processing, when asked
+    lesion_volumes_ml: List[float]  # one per lesion kept, in ml
+    timings: Dict[str, float] = field(default_factory=dict)  # seconds per stage
+    device: str = "cpu"
+    batch_size: int = 1
+
+
+class StageProgress:
+    """Turns (stage, fraction of the stage) into the overall percentage; never goes back, no repeated lines."""
+
+    def __init__(self, callback: ProgressCallback = no_progress):
+        self._callback = callback
+        self._stage = ""
+        self._percent = -1
+
+    def __call__(self, stage: str, fraction: float = 0.0, message: str = "") -> None:
+        low, high = STAGES[stage]
+        percent = int(max(self._percent, low + (high - low) * min(1.0, max(0.0, fraction))))
+        if stage == self._stage and percent == self._percent:
+            return
+        self._stage, self._percent = stage, percent
+        self._callback(stage, float(percent), message)
+
+
+def segment_images(
+    images: Mapping[str, sitk.Image],
+    card: Any,
+    model: Optional[torch.nn.Module] = None,
+    *,
+    device: str = "auto",
+    tta: bool = False,
+    mixed_precision: bool = True,
+    probabilities: bool = False,
+    threads: Optional[int] = None,
+    progress: ProgressCallback = no_progress,
+    warn: Callable[[str], None] = devices.warn_to_stderr,
+) -> SegmentationResult:
+    """Segment ``images`` ({sequence name: sitk.Image}, first = output grid) with the model ``card`` describes.
+
+    ``model`` is the network with its weights (loaded from the catalog when None). ``mixed_precision=False`` keeps
+    the network in float32 on every device (slower; the same numbers on every machine). ``probabilities`` also
+    returns the metastasis probability map. Raises ``ImageError``/``GeometryError`` for unusable inputs and
+    ``ModelError`` for an unusable model, before the network runs.
+    """
+    stages = progress if isinstance(progress, StageProgress) else StageProgress(progress)
+    spec = preprocessing.card_dict(card)
+    timings: Dict[str, float] = {}
+    devices.set_cpu_threads(threads)
+    with _timed(timings, "preprocess"):
+        stages("preprocess", 0.0, "checking and resampling the inputs")
+        prepared = preprocessing.prepare(images, spec)
+    if model is None:
+        with _timed(timings, "load"):
+            stages("load", 0.0, f"loading {spec.get('name', 'the model')}")
+            model = _load_model(card)
+    torch_device = devices.resolve_device(device, warn=warn)
+    plan = WindowPlan.of(spec, prepared.array.shape[1:])
+    batch_size = devices.choose_batch_size(torch_device, plan.bytes_per_window(spec, prepared.array.shape[0]))
+    counter = _WindowCounter(stages, plan.total_windows(tta))
+    used: Dict[str, Any] = {}
+
+    def run(run_device: torch.device, run_batch: int) -> np.ndarray:
+        used.update(device=run_device, batch=run_batch)
+        counter.restart()
+        return predict_volume(
+            model, prepared.array, plan, run_device, run_batch, tta=tta, mixed_precision=mixed_precision,
+            on_windows=counter,
+        )
+
+    with _timed(timings, "inference"):
+        stages("inference", 0.0, f"{counter.total} windows on {torch_device.type}, {batch_size} at a time")
+        volume_probabilities = devices.run_with_memory_fallback(run, torch_device, batch_size, warn=warn)
+        devices.release_device_memory(used["device"])
+    with _timed(timings, "postprocess"):
+        stages("postprocess", 0.0, "back onto the input grid")
+        labels, lesion_probability, volumes = to_input_grid(volume_probabilities, prepared, spec, probabilities)
+        stages("postprocess", 1.0, f"{len(volumes)} lesion(s)")
+    return SegmentationResult(
+        labels=labels,
+        probabilities=lesion_probability,
+        lesion_volumes_ml=volumes,
+        timings=timings,
+        device=str(used["device"]),
+        batch_size=int(used["batch"]),
+    )
+
+
+def segment_files(
+    inputs: Mapping[str, imageio.PathLike],
+    output: imageio.PathLike,
+    card: Any,
+    model: Optional[torch.nn.Module] = None,
+    *,
+    probabilities_path: Optional[imageio.PathLike] = None,
+    lesions_csv: Optional[imageio.PathLike] = None,
+    device: str = "auto",
+    tta: bool = False,
+    mixed_precision: bool = True,
+    threads: Optional[int] = None,
+    progress: ProgressCallback = no_progress,
+    warn: Callable[[str], None] = devices.warn_to_stderr,
+) -> SegmentationResult:
+    """Read ``inputs`` ({name: file or DICOM folder}), segment, and write the label map to ``output``.
+
+    Every output (label map, optional probability map and lesion CSV) is written only at the end, through
+    temporary files beside the targets that replace them together, so a failure or a cancel leaves none.
+    """
+    stages = StageProgress(progress)
+    for target in (output, probabilities_path):
+        if target is not None and imageio.suffix_of(target) not in imageio.WRITABLE_SUFFIXES:
+            raise ImageError(
+                f"Cannot write {target}: the suffix must be one of {', '.join(imageio.WRITABLE_SUFFIXES)}."
+            )
+    started = time.perf_counter()
+    images = {}
+    for index, (name, path) in enumerate(inputs.items()):
+        stages("read", index / max(1, len(inputs)), f"{name} {path}")
+        images[name] = imageio.read_image(path, name=name.upper())
+    read_seconds = time.perf_counter() - started
+    result = segment_images(
+        images,
+        card,
+        model,
+        device=device,
+        tta=tta,
+        mixed_precision=mixed_precision,
+        probabilities=probabilities_path is not None,
+        threads=threads,
+        progress=stages,
+        warn=warn,
+    )
+    result.timings = {"read": read_seconds, **result.timings}
+    with _timed(result.timings, "write"):
+        stages("write", 0.0, str(output))
+        writers: List[Tuple[Path, Callable[[Path], None]]] = [(Path(output), _image_writer(result.labels))]
+        if probabilities_path is not None:
+            writers.append((Path(probabilities_path), _image_writer(result.probabilities)))
+        if lesions_csv is not None:
+            writers.append((Path(lesions_csv), _lesion_csv_writer(result.labels)))
+        write_together(writers)
+    stages("done", 1.0, f"{len(result.lesion_volumes_ml)} lesion(s)")
+    return result
+
+
+def write_together(writers: Sequence[Tuple[Path, Callable[[Path], None]]]) -> None:
+    """Write several files so that either all appear or none: each to a temporary file, then replace."""
+    temporaries: List[Path] = []
+    try:
+        for target, write in writers:
+            target.parent.mkdir(parents=True, exist_ok=True)
+            handle, name = tempfile.mkstemp(prefix=".partial-", suffix=imageio.suffix_of(target), dir=target.parent)
+            os.close(handle)
+            temporaries.append(Path(name))
+            write(Path(name))
+        mode = default_file_mode()
+        for (target, _write), temporary in zip(writers, temporaries):
+            # Temporary files are private (0600); the result gets the permissions of any new file.
+            os.chmod(temporary, mode)
+            os.replace(temporary, target)
+    finally:
+        for temporary in temporaries:
+            temporary.unlink(missing_ok=True)
+
+
+@dataclass(frozen=True)
+class WindowPlan:
+    """How the network walks over the volume: 2D slice-wise or 3D, window size and overlap."""
+
+    dimensions: int
+    slice_axis: int
+    roi: Tuple[int, ...]
+    shape: Tuple[int, int, int]  # the (i, j, k) volume
+    overlap: float = OVERLAP
+
+    @classmethod
+    def of(cls, spec: Mapping[str, Any], shape: Sequence[int], overlap: float = OVERLAP) -> WindowPlan:
+        """The plan for a volume of ``shape`` (i, j, k) and the card ``spec``."""
+        network = spec["network"]
+        dimensions = int(network["dimensions"])
+        slice_axis = int(network.get("slice_axis", 0)) if dimensions == 2 else -1
+        patch = [int(n) for n in spec["patch_size"]]
+        if len(patch) != dimensions:
+            raise ModelError(f"patch_size {patch} of the model card does not match a {dimensions}D network.")
+        image = cls._image_shape(dimensions, slice_axis, shape)
+        factor = downsampling_factor(network)
+        # A window larger than the (cropped) image would only add padding: shrink it to the image, kept a multiple
+        # of the network's total stride. Never larger than the card's patch: the networks' instance normalisation
+        # makes the result depend on the window (measured: whole 312 x 312 slices instead of 256 x 256 windows
+        # moved the vertebral-body Dice by 0.05).
+        roi = tuple(min(p, int(math.ceil(n / factor)) * factor) for p, n in zip(patch, image))
+        return cls(dimensions, slice_axis, roi, tuple(int(n) for n in shape), overlap)
+
+    @staticmethod
+    def _image_shape(dimensions: int, slice_axis: int, shape: Sequence[int]) -> Tuple[int, ...]:
+        if dimensions == 3:
+            return tuple(shape)
+        return tuple(n for axis, n in enumerate(shape) if axis != slice_axis)
+
+    @property
+    def images(self) -> int:
+        """Number of network images: slices for a 2D model, 1 for a 3D model."""
+        return self.shape[self.slice_axis] if self.dimensions == 2 else 1
+
+    def windows_per_image(self) -> int:
+        """Windows MONAI's sliding window uses on one image (its scan-interval rule)."""
+        count = 1
+        for size, roi in zip(self._image_shape(self.dimensions, self.slice_axis, self.shape), self.roi):
+            size = max(size, roi)
+            interval = roi if size == roi else max(1, int(roi * (1 - self.overlap)))
+            count *= int(math.ceil((size - roi) / interval)) + 1
+        return count
+
+    def total_windows(self, tta: bool) -> int:
+        return self.images * self.windows_per_image() * len(flips(self.dimensions, tta))
+
+    def bytes_per_window(self, spec: Mapping[str, Any], in_channels: int) -> float:
+        """Estimated memory of one window through the network (inputs, outputs and activations)."""
+        network = spec["network"]
+        channels = network.get("channels") or network.get("features") or [32]
+        strides = network.get("strides") or [2] * (len(channels) - 1)
+        voxels = float(np.prod(self.roi))
+        reduction, features = 1.0, 0.0
+        for level, width in enumerate(channels):
+            features += width / reduction
+            if level < len(strides):
+                reduction *= float(strides[level]) ** self.dimensions
+        out_channels = _out_channels(spec)
+        return voxels * BYTES_PER_FLOAT * (in_channels + 2 * out_channels + ACTIVATION_COPIES * features)
+
+
+def flips(dimensions: int, tta: bool) -> List[Tuple[int, ...]]:
+    """Spatial dims of a (batch, channel, ...) tensor to flip for each pass: none, or every combination."""
+    if not tta:
+        return [()]
+    spatial = tuple(range(2, 2 + dimensions))
+    return [combo for count in range(len(spatial) + 1) for combo in itertools.combinations(spatial, count)]
+
+
+def predict_volume(
+    model: torch.nn.Module,
+    array: np.ndarray,
+    plan: WindowPlan,
+    device: torch.device,
+    batch_size: int,
+    *,
+    tta: bool = False,
+    mixed_precision: bool = True,
+    on_windows: Callable[[int], None] = lambda count: None,
+) -> np.ndarray:
+    """Class probabilities (out_channels, i, j, k) float32 for the (channels, i, j, k) ``array``.
+
+    ``mixed_precision`` runs the network in ``devices.autocast_dtype(device)`` where there is one.
+    """
+    model.eval()
+    memory_format = _memory_format(device, plan.dimensions)
+    model.to(device=device, memory_format=memory_format)
+    dtype = devices.autocast_dtype(device) if mixed_precision else None
+    predictor = _predictor(model, device, memory_format, dtype, on_windows)
+    volume = torch.from_numpy(array)
+    with torch.inference_mode():
+        if plan.dimensions == 3:
+            return _blend(volume[None], plan, predictor, device, batch_size, tta)[0].numpy()
+        slices = volume.movedim(1 + plan.slice_axis, 0)  # (slices, channels, a, b)
+        result: Optional[np.ndarray] = None
+        for start in range(0, slices.shape[0], SLICES_PER_CHUNK):
+            chunk = _blend(slices[start : start + SLICES_PER_CHUNK], plan, predictor, device, batch_size, tta)
+            if result is None:
+                result = np.empty((chunk.shape[1],) + array.shape[1:], dtype=np.float32)
+            np.moveaxis(result, 1 + plan.slice_axis, 0)[start : start + chunk.shape[0]] = chunk.numpy()
+        return result
+
+
+def _blend(
+    images: torch.Tensor,
+    plan: WindowPlan,
+    predictor: Callable[[torch.Tensor], torch.Tensor],
+    device: torch.device,
+    batch_size: int,
+    tta: bool,
+) -> torch.Tensor:
+    """Sliding-window probabilities of a batch of images, averaged over the flips, on the CPU."""
+    images = images.contiguous().to(device)
+    out_device = device if _output_fits(images, device) else torch.device("cpu")
+    total: Optional[torch.Tensor] = None
+    passes = flips(plan.dimensions, tta)
+    for dims in passes:
+        source = torch.flip(images, dims) if dims else images
+        blended = sliding_window_inference(
+            source,
+            roi_size=plan.roi,
+            sw_batch_size=batch_size,
+            predictor=predictor,
+            overlap=plan.overlap,
+            mode=BLEND_MODE,
+            device=out_device,
+        )
+        blended = torch.flip(blended, dims) if dims else blended
+        total = blended if total is None else total.add_(blended)
+    if len(passes) > 1:
+        total /= len(passes)
+    return total.float().cpu()
+
+
+def _predictor(
+    model: torch.nn.Module,
+    device: torch.device,
+    memory_format: torch.memory_format,
+    dtype: Optional[torch.dtype],
+    on_windows: Callable[[int], None],
+) -> Callable[[torch.Tensor], torch.Tensor]:
+    """The per-batch function MONAI calls: the network (in ``dtype`` when given), softmax in float32."""
+
+    def predict(windows: torch.Tensor) -> torch.Tensor:
+        windows = windows.to(device).contiguous(memory_format=memory_format)
+        if dtype is None:
+            logits = model(windows)
+        else:
+            with torch.autocast(device.type, dtype=dtype):
+                logits = model(windows)
+        on_windows(windows.shape[0])
+        return torch.softmax(logits.float(), dim=1)
+
+    return predict
+
+
+def _memory_format(device: torch.device, dimensions: int) -> torch.memory_format:
+    # Channels-last lets cuDNN use its fastest convolutions (tensor cores); on the CPU it brings nothing.
+    if device.type != "cuda":
+        return torch.contiguous_format
+    return torch.channels_last if dimensions == 2 else torch.channels_last_3d
+
+
+def _output_fits(images: torch.Tensor, device: torch.device) -> bool:
+    if device.type != "cuda":
+        return True
+    needed = images.numel() / max(1, images.shape[1]) * BYTES_PER_FLOAT * 8
+    return needed < OUTPUT_MEMORY_SHARE * devices.available_memory(device)
+
+
+class _WindowCounter:
+    """Reports inference progress as windows are done."""
+
+    def __init__(self, stages: StageProgress, total: int):
+        self.stages = stages
+        self.total = max(1, total)
+        self.done = 0
+
+    def restart(self) -> None:
+        self.done = 0
+
+    def __call__(self, count: int) -> None:
+        self.done += count
+        self.stages("inference", self.done / self.total, f"window {min(self.done, self.total)}/{self.total}")
+
+
+def to_input_grid(
+    probabilities: np.ndarray, prepared: preprocessing.PreparedInput, spec: Mapping[str, Any], want: bool
+) -> Tuple[sitk.Image, Optional[sitk.Image], List[float]]:
+    """Labels, the metastasis probability (when ``want``) and the lesion volumes on the first input's grid.
+
+    ``probabilities`` (out_channels, i, j, k) are the network's on ``prepared.crop_grid``; labels are the argmax
+    of their trilinear interpolation (``regrid``), then the card ``spec``'s post-processing. Only the part of the
+    input grid that covers the cropped body is computed; the rest is background.
+    """
+    reference = prepared.reference
+    start, size = _covering_region(reference, prepared.crop_grid)
+    region = imageio.Geometry(
+        size,
+        reference.GetSpacing(),
+        reference.TransformIndexToPhysicalPoint([int(n) for n in start]),
+        reference.GetDirection(),
+    )
+    maps = regrid.axis_maps(prepared.crop_grid, region)
+    region_labels = regrid.argmax_labels(probabilities, maps)
+    # Where a lesion is removed, the most likely other label takes its place.
+    others = probabilities.copy()
+    others[ModelLabel.METASTASIS] = -1.0
+    fallback = regrid.gather(regrid.argmax_channels(others), maps)
+    post = spec.get("postprocessing") or {}
+    predicts_bone = any(int(label["value"]) == ModelLabel.VERTEBRAL_BODY for label in spec.get("labels", []))
+    region_labels, volumes = clean_lesions(
+        region_labels,
+        fallback,
+        voxel_volume_ml=float(np.prod(reference.GetSpacing())) / 1000.0,
+        min_lesion_volume_ml=float(post.get("min_lesion_volume_ml", 0.0)),
+        must_touch_bone=bool(post.get("lesions_must_touch_bone", False)) and predicts_bone,
+    )
+    box = tuple(slice(int(s), int(s + n)) for s, n in zip(start[::-1], size[::-1]))  # numpy order (k, j, i)
+    labels = _paste(region_labels, box, reference, np.uint8)
+    lesion = None
+    if want and probabilities.shape[0] > ModelLabel.METASTASIS:
+        lesion = _paste(regrid.interpolate(probabilities[ModelLabel.METASTASIS], maps), box, reference, np.float32)
+    return labels, lesion, volumes
+
+
+def _covering_region(reference: sitk.Image, grid: imageio.Geometry) -> Tuple[np.ndarray, Tuple[int, ...]]:
+    """Start index and size of the smallest box of ``reference`` voxels that covers ``grid``'s extent."""
+    direction = np.array(grid.direction).reshape(3, 3)
+    spacing = np.array(grid.spacing)
+    corners = []
+    for corner in itertools.product(*[(-0.5, n - 0.5) for n in grid.size]):
+        point = np.array(grid.origin) + direction @ (np.array(corner) * spacing)
+        corners.append(reference.TransformPhysicalPointToContinuousIndex([float(x) for x in point]))
+    corners = np.array(corners)
+    limit = np.array(reference.GetSize()) - 1
+    low = np.clip(np.floor(corners.min(axis=0)), 0, limit).astype(int)
+    high = np.clip(np.ceil(corners.max(axis=0)), 0, limit).astype(int)
+    return low, tuple(int(n) for n in high - low + 1)
+
+
+def _paste(region: np.ndarray, box: Tuple[slice, ...], reference: sitk.Image, dtype: type) -> sitk.Image:
+    full = np.zeros(reference.GetSize()[::-1], dtype=dtype)
+    full[box] = region
+    image = sitk.GetImageFromArray(full)
+    image.CopyInformation(reference)
+    return image
+
+
+def _image_writer(image: sitk.Image) -> Callable[[Path], None]:
+    return lambda path: imageio.write_image(image, path)
+
+
+def _lesion_csv_writer(labels: sitk.Image) -> Callable[[Path], None]:
+    def write(path: Path) -> None:
+        from . import lesions  # the lesion analysis is only needed for the CSV
+
+        # A model output is its own anatomy map: the lesions' host vertebra and canal distance come from it.
+        lesions.write_lesion_csv(lesions.measure_lesions(labels, label=int(ModelLabel.METASTASIS)), path)
+
+    return write
+
+
+def _load_model(card: Any) -> torch.nn.Module:
+    from . import catalog  # the catalog is only needed when no model is given
+
+    if not hasattr(card, "raw"):
+        card = catalog.card_from_dict(card)
+    return catalog.load_model(card)
+
+
+def _out_channels(spec: Mapping[str, Any]) -> int:
+    return max(int(label["value"]) for label in spec["labels"]) + 1
+
+
+@contextlib.contextmanager
+def _timed(timings: Dict[str, float], stage: str) -> Iterator[None]:
+    started = time.perf_counter()
+    try:
+        yield
+    finally:
+        timings[stage] = timings.get(stage, 0.0) + time.perf_counter() - started

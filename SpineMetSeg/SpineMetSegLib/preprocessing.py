@@ -1,0 +1,349 @@
+"""Turn MRI volumes into the network's input as a model card describes it, and check them on the way.
+
+Usage::
+
+    from SpineMetSegLib import preprocessing
+    prepared = preprocessing.prepare({"t1": t1, "stir": stir}, card)   # sitk images, any grids that overlap
+    prepared.array          # (channels, i, j, k) float32, normalised, cropped to the body
+    prepared.crop_grid      # the cropped region's geometry in the model's space (orientation and spacing)
+
+Steps, in order: check each input (3D, finite, not empty or constant, not CT) and the set of inputs against the
+card (known names, at least ``min_inputs``); the model grid is the first input's grid reoriented to
+``card.orientation`` (axes permuted and flipped, as ``sitk.DICOMOrient`` does) and resampled to
+``card.spacing_mm`` (null keeps an axis' native spacing); every input is interpolated once onto it, straight
+from its own grid (inputs on other grids are thus resampled onto the first's); find the body (intensity
+threshold plus a margin) and crop to it, widened to at least one network window (``window_shape``) so that
+windows hold real image, as they would without the crop, rather than padding; normalise each channel as
+``card.normalization`` says (statistics over the whole volume); fill missing channels with zeros (the models
+are trained so).
+
+Arrays are in ITK index order ``(i, j, k)`` (MONAI's convention for ITK images): a 2D model with
+``slice_axis`` 0 sees slices ``array[:, i]`` of shape ``(j, k)``. Training uses the same functions
+(``prepare``) so a model sees at inference what it saw in training.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from typing import Any, Dict, List, Mapping, Optional, Sequence, Tuple
+
+import numpy as np
+import SimpleITK as sitk
+
+from . import imageio
+from .errors import GeometryError, ImageError, ModelError
+
+# CT, not MRI: air is about -1000 HU and many voxels of any body CT are air. MRI is never that negative in bulk.
+CT_AIR_HU = -500.0
+CT_MIN_AIR_FRACTION = 0.05
+# CT's lowest stored values: -1000 (air), -1024 or -3024 (outside the reconstruction circle).
+CT_LOWEST_HU = -3100.0
+CT_BONE_HU = 300.0
+
+# The body: voxels brighter than this share of a channel's upper percentile in any channel.
+BODY_THRESHOLD_FRACTION = 0.1
+# A slice belongs to the body's extent when this share of its voxels is body (ignores isolated noise voxels).
+BODY_MIN_SLICE_FRACTION = 0.002
+# Kept around the body so lesions at its edge see context and windows do not end at the skin.
+BODY_MARGIN_MM = 10.0
+# Intensity statistics are estimated on at most this many voxels (a fixed pseudo-random subsample: a regular
+# stride could line up with the rows of the image), which is plenty for percentiles and keeps large volumes fast.
+STATISTICS_SAMPLE = 1_000_000
+STATISTICS_SEED = 0
+
+NORMALIZATION_METHODS = ("zscore_percentile",)
+ORIENTATION_PAIRS = ("LR", "PA", "SI")
+
+Box = Tuple[slice, slice, slice]
+
+
+def card_dict(card: Any) -> Mapping[str, Any]:
+    """The card's JSON object, from a ``catalog.ModelCard`` (its ``raw``) or a plain dict."""
+    raw = getattr(card, "raw", None)
+    return raw if raw is not None else card
+
+
+@dataclass
+class PreparedInput:
+    """The network input and the geometry needed to bring the result back."""
+
+    array: np.ndarray  # (channels in card.inputs order, i, j, k) float32
+    crop_grid: imageio.Geometry  # geometry of ``array``'s voxels (model orientation and spacing)
+    model_grid: imageio.Geometry  # the whole volume in the model's space, before cropping
+    box: Box  # the crop inside model_grid, (i, j, k)
+    reference: sitk.Image  # the first input: the output grid
+    channels: List[str]  # input names present, in card.inputs order
+
+
+def image_to_array(image: sitk.Image) -> np.ndarray:
+    """A float32 copy of ``image``'s voxels in ITK index order ``(i, j, k)`` (a transposed view of it)."""
+    return sitk.GetArrayFromImage(image).astype(np.float32, copy=False).transpose(2, 1, 0)
+
+
+def looks_like_ct(image: sitk.Image) -> bool:
+    """True for Hounsfield-unit intensities: a large share of voxels below ``CT_AIR_HU`` and a CT value range."""
+    array = sitk.GetArrayViewFromImage(image)
+    low, high = float(array.min()), float(array.max())
+    if low > CT_AIR_HU or low < CT_LOWEST_HU or high < CT_BONE_HU:
+        return False
+    sample = _sample(array)
+    return float(np.count_nonzero(sample < CT_AIR_HU)) / sample.size >= CT_MIN_AIR_FRACTION
+
+
+def check_inputs(images: Mapping[str, sitk.Image], card: Any) -> Dict[str, sitk.Image]:
+    """Validate the inputs against the card and each image on its own; return them, first input first.
+
+    Raises ``ImageError`` for an unknown sequence name, fewer sequences than the card needs, a 2D/4D/vector
+    image, NaN or infinite voxels, an empty or constant volume, or a CT scan.
+    """
+    spec = card_dict(card)
+    accepted = [str(name).lower() for name in spec["inputs"]]
+    needed = int(spec.get("min_inputs", len(accepted)))
+    model = spec.get("name", "the model")
+    checked: Dict[str, sitk.Image] = {}
+    for name, image in images.items():
+        key = str(name).lower()
+        if key not in accepted:
+            raise ImageError(
+                f"{model} does not take a {name!r} sequence; it takes {', '.join(accepted)}. "
+                "Give only those (or choose another model)."
+            )
+        if image is None:
+            continue
+        label = f"{key.upper()} image"
+        imageio.check_3d(image, label)
+        imageio.check_intensity_image(image, key.upper())
+        if looks_like_ct(image):
+            raise ImageError(
+                f"The {label} looks like CT (Hounsfield units: many voxels below {CT_AIR_HU:g}), not MRI. "
+                f"{model} segments MRI ({', '.join(accepted)}); give an MRI volume."
+            )
+        checked[key] = image
+    if len(checked) < needed:
+        missing = [name for name in accepted if name not in checked]
+        raise ImageError(
+            f"{model} needs at least {needed} of the sequences {', '.join(accepted)}; got "
+            f"{', '.join(checked) or 'none'}. Add {' or '.join(missing)}."
+        )
+    return checked
+
+
+def oriented_grid(image: sitk.Image, orientation: str) -> Tuple[imageio.Geometry, Tuple[int, ...], Tuple[bool, ...]]:
+    """The grid ``imageio.reorient(image, orientation)`` would have, computed without moving any voxel.
+
+    Returns the geometry, the source axis of each new axis and whether it runs backwards: new axis ``t`` is old
+    axis ``axes[t]``, flipped where ``flips[t]``. Like ``sitk.DICOMOrient``, each axis goes to the target axis it
+    is closest to; an oblique direction stays oblique.
+    """
+    current = imageio.orientation_of(image)
+    axes, flips = [], []
+    for letter in orientation.upper():
+        group = next(pair for pair in ORIENTATION_PAIRS if letter in pair)
+        axis = next(a for a, have in enumerate(current) if have in group)
+        axes.append(axis)
+        flips.append(current[axis] != letter)
+    size = np.array(image.GetSize())
+    spacing = np.array(image.GetSpacing())
+    direction = np.array(image.GetDirection()).reshape(3, 3)
+    corner = [int(size[axis] - 1) if flips[axes.index(axis)] else 0 for axis in range(3)]
+    new_direction = np.stack([direction[:, a] * (-1.0 if f else 1.0) for a, f in zip(axes, flips)], axis=1)
+    grid = imageio.Geometry(
+        tuple(int(size[a]) for a in axes),
+        tuple(float(spacing[a]) for a in axes),
+        tuple(image.TransformIndexToPhysicalPoint(corner)),
+        tuple(float(v) for v in new_direction.ravel()),
+    )
+    return grid, tuple(axes), tuple(flips)
+
+
+def reoriented_array(image: sitk.Image, axes: Sequence[int], flips: Sequence[bool]) -> np.ndarray:
+    """``image``'s voxels as a float32 (i, j, k) array in the order ``oriented_grid`` gives (one copy)."""
+    array = sitk.GetArrayViewFromImage(image).transpose(2, 1, 0).transpose(axes)
+    array = array[tuple(slice(None, None, -1) if flip else slice(None) for flip in flips)]
+    return np.array(array, dtype=np.float32)
+
+
+def target_grid(grid: imageio.Geometry, spacing_mm: Optional[Sequence[Any]]) -> imageio.Geometry:
+    """The grid covering ``grid``'s extent at ``spacing_mm`` (None keeps an axis), same direction and corner."""
+    if spacing_mm is None or all(t is None for t in spacing_mm):
+        return grid
+    spacing = np.array(grid.spacing, dtype=float)
+    size = np.array(grid.size, dtype=float)
+    new_spacing = np.array([s if t is None else float(t) for s, t in zip(spacing, spacing_mm)])
+    new_size = np.maximum(1, np.round(size * spacing / new_spacing)).astype(int)
+    direction = np.array(grid.direction).reshape(3, 3)
+    # Keep the outer corner of the first voxel where it is, so the new grid covers the same extent.
+    corner = np.array(grid.origin) - direction @ (spacing / 2)
+    origin = corner + direction @ (new_spacing / 2)
+    return imageio.Geometry(tuple(int(n) for n in new_size), tuple(new_spacing), tuple(origin), grid.direction)
+
+
+def resample_to_geometry(
+    image: sitk.Image, grid: imageio.Geometry, *, default: float = 0.0, pixel_type: int = sitk.sitkFloat32
+) -> sitk.Image:
+    """``image`` resampled (linear) onto ``grid`` as ``pixel_type``."""
+    resampler = sitk.ResampleImageFilter()
+    resampler.SetSize([int(n) for n in grid.size])
+    resampler.SetOutputSpacing(grid.spacing)
+    resampler.SetOutputOrigin(grid.origin)
+    resampler.SetOutputDirection(grid.direction)
+    resampler.SetInterpolator(sitk.sitkLinear)
+    resampler.SetDefaultPixelValue(default)
+    resampler.SetOutputPixelType(pixel_type)
+    return resampler.Execute(image)
+
+
+def model_arrays(images: Mapping[str, sitk.Image], card: Any) -> Tuple[Dict[str, np.ndarray], imageio.Geometry]:
+    """Each checked input as an (i, j, k) float32 array on the model's grid, and that grid.
+
+    The grid is the first input's, reoriented to ``card.orientation`` and resampled to ``card.spacing_mm``. Each
+    input is interpolated once, straight from its own grid (the others need not share the first one's); an input
+    already on the reoriented grid is only permuted.
+    """
+    spec = card_dict(card)
+    first = next(iter(images.values()))
+    orientation = spec.get("orientation") or imageio.orientation_of(first)
+    oriented, axes, flips = oriented_grid(first, orientation)
+    grid = target_grid(oriented, spec.get("spacing_mm"))
+    arrays = {}
+    for name, image in images.items():
+        if image is not first and not imageio.overlaps(image, first):
+            raise GeometryError(
+                f"The {name.upper()} image does not overlap the {next(iter(images)).upper()} image in space: they "
+                "are not of the same patient position, or one has a wrong origin."
+            )
+        if grid.matches(oriented, 1e-6) and imageio.Geometry.of(image).matches(imageio.Geometry.of(first), 1e-6):
+            arrays[name] = reoriented_array(image, axes, flips)
+        else:
+            arrays[name] = image_to_array(resample_to_geometry(image, grid))
+    return arrays, grid
+
+
+def intensity_statistics(array: np.ndarray, spec: Mapping[str, Any]) -> Tuple[float, float, float, float]:
+    """(clip low, clip high, mean, std) of a channel as ``spec`` (the card's ``normalization``) defines them.
+
+    The statistics are over voxels > 0 (the body; MRI background is 0 or near it): clip to the percentiles,
+    then mean and standard deviation of the clipped values.
+    """
+    method = spec.get("method")
+    if method not in NORMALIZATION_METHODS:
+        raise ModelError(
+            f"normalization.method {method!r} of the model card is not known; use one of "
+            f"{', '.join(NORMALIZATION_METHODS)}."
+        )
+    sample = _sample(array)
+    values = sample[sample > 0]
+    if values.size == 0:
+        values = sample
+    values = values.astype(np.float64)
+    low, high = np.percentile(values, [float(spec["lower_percentile"]), float(spec["upper_percentile"])])
+    values = np.clip(values, low, high)
+    std = float(values.std())
+    return float(low), float(high), float(values.mean()), std if std > 0 else 1.0
+
+
+def normalise(array: np.ndarray, statistics: Tuple[float, float, float, float]) -> np.ndarray:
+    """Clip and z-score ``array`` with ``statistics`` from ``intensity_statistics`` (float32 result)."""
+    low, high, mean, std = statistics
+    out = np.clip(array, low, high, dtype=np.float32)
+    out -= np.float32(mean)
+    out /= np.float32(std)
+    return out
+
+
+def body_box(
+    arrays: Sequence[np.ndarray],
+    uppers: Sequence[float],
+    spacing: Sequence[float],
+    min_shape: Sequence[int] = (1, 1, 1),
+) -> Box:
+    """The (i, j, k) box around the body plus ``BODY_MARGIN_MM``; the whole volume when no body is found.
+
+    A voxel is body where any channel exceeds ``BODY_THRESHOLD_FRACTION`` of that channel's upper value. The box
+    is widened evenly to at least ``min_shape`` where the volume allows.
+    """
+    shape = arrays[0].shape
+    mask = np.zeros(shape, dtype=bool)
+    for array, upper in zip(arrays, uppers):
+        mask |= array > BODY_THRESHOLD_FRACTION * upper
+    box = []
+    for axis in range(3):
+        others = tuple(a for a in range(3) if a != axis)
+        counts = mask.sum(axis=others)
+        cross_section = mask.size // shape[axis]
+        inside = np.flatnonzero(counts >= max(1, BODY_MIN_SLICE_FRACTION * cross_section))
+        if inside.size == 0:
+            return tuple(slice(0, n) for n in shape)
+        margin = int(math.ceil(BODY_MARGIN_MM / spacing[axis]))
+        start, stop = max(0, int(inside[0]) - margin), min(shape[axis], int(inside[-1]) + 1 + margin)
+        box.append(_widened(start, stop, int(min_shape[axis]), shape[axis]))
+    return tuple(box)
+
+
+def _widened(start: int, stop: int, minimum: int, length: int) -> slice:
+    """``[start, stop)`` widened evenly to at least ``minimum`` (at most ``length``), inside ``[0, length)``."""
+    wanted = min(minimum, length)
+    if stop - start >= wanted:
+        return slice(start, stop)
+    start = min(max(0, start - (wanted - (stop - start)) // 2), length - wanted)
+    return slice(start, start + wanted)
+
+
+def box_geometry(grid: imageio.Geometry, box: Box) -> imageio.Geometry:
+    """The geometry of the sub-grid ``box`` of ``grid``."""
+    direction = np.array(grid.direction).reshape(3, 3)
+    start = np.array([b.start for b in box], dtype=float)
+    origin = np.array(grid.origin) + direction @ (start * np.array(grid.spacing))
+    size = tuple(b.stop - b.start for b in box)
+    return imageio.Geometry(size, grid.spacing, tuple(origin), grid.direction)
+
+
+def prepare(images: Mapping[str, sitk.Image], card: Any, *, crop_to_body: bool = True) -> PreparedInput:
+    """Check, align, reorient, resample, crop and normalise ``images`` for the model ``card`` describes.
+
+    ``crop_to_body=False`` keeps the whole volume (for comparisons; the network then also sees empty background).
+    """
+    spec = card_dict(card)
+    checked = check_inputs(images, card)
+    arrays, grid = model_arrays(checked, spec)
+    statistics = {name: intensity_statistics(array, spec["normalization"]) for name, array in arrays.items()}
+    uppers = [statistics[name][1] for name in arrays]
+    box = body_box(list(arrays.values()), uppers, grid.spacing, window_shape(spec)) if crop_to_body else _whole(grid)
+    shape = tuple(b.stop - b.start for b in box)
+    order = [str(name).lower() for name in spec["inputs"]]
+    stacked = np.zeros((len(order),) + shape, dtype=np.float32)
+    for index, name in enumerate(order):
+        if name in arrays:
+            stacked[index] = normalise(arrays[name][box], statistics[name])
+    return PreparedInput(
+        array=stacked,
+        crop_grid=box_geometry(grid, box),
+        model_grid=grid,
+        box=box,
+        reference=next(iter(checked.values())),
+        channels=[name for name in order if name in arrays],
+    )
+
+
+def window_shape(card: Any) -> Tuple[int, int, int]:
+    """The (i, j, k) extent of one network window: the patch in the slice plane of a 2D model, 1 across it."""
+    spec = card_dict(card)
+    patch = [int(n) for n in spec["patch_size"]]
+    if int(spec["network"]["dimensions"]) == 3:
+        return tuple(patch)
+    slice_axis = int(spec["network"].get("slice_axis", 0))
+    patch.insert(slice_axis, 1)
+    return tuple(patch)
+
+
+def _whole(grid: imageio.Geometry) -> Box:
+    return tuple(slice(0, int(n)) for n in grid.size)
+
+
+def _sample(array: np.ndarray) -> np.ndarray:
+    # Memory order: no copy of a transposed array.
+    flat = np.asarray(array).ravel(order="K")
+    if flat.size <= STATISTICS_SAMPLE:
+        return flat
+    return flat[np.random.default_rng(STATISTICS_SEED).integers(0, flat.size, STATISTICS_SAMPLE)]

@@ -1,0 +1,158 @@
+"""Class probabilities from the model's grid back onto the input's grid: labels, fallback labels, probabilities.
+
+Usage::
+
+    from SpineMetSegLib import regrid
+    maps = regrid.axis_maps(model_grid, input_grid)            # the two grids differ by axis order, flips, spacing
+    labels = regrid.argmax_labels(probabilities, maps)         # (k, j, i) uint8 on input_grid
+    lesion = regrid.interpolate(probabilities[1], maps)        # (k, j, i) float32, trilinear
+
+The model's grid is the input's reoriented (axes permuted and flipped) and resampled along its axes, so each input
+axis maps to one model axis by ``index = scale * n + offset``: trilinear interpolation is separable, and the
+argmax of the interpolated probabilities needs no interpolation wherever the eight model voxels around a point
+agree on their label (a weighted mean of probability vectors that all favour one class favours it too). Only the
+points on a label boundary are interpolated; the result is the argmax of trilinear interpolation (what
+``sitk.Resample`` with ``sitkLinear`` gives, probabilities then argmax) at a fraction of the cost.
+Points outside the model grid (beyond half a voxel) are background.
+"""
+
+from __future__ import annotations
+
+import itertools
+from dataclasses import dataclass
+from typing import List, Sequence, Tuple
+
+import numpy as np
+
+from .imageio import Geometry
+
+# Relative size of an off-axis term below which two grids count as axis-aligned (rounding of directions).
+ALIGNMENT_TOLERANCE = 1e-5
+# Above this share of boundary points (a noisy prediction), interpolating every channel everywhere is cheaper.
+DENSE_SHARE = 0.1
+
+
+@dataclass(frozen=True)
+class AxisMap:
+    """Where the points along one target axis fall on the source grid."""
+
+    source_axis: int
+    lower: np.ndarray  # int64 source index at or below each point (clamped into the grid)
+    upper: np.ndarray  # lower + 1, clamped
+    weight: np.ndarray  # float32 share of ``upper``
+    inside: np.ndarray  # bool: the point lies within the source grid (half a voxel beyond the centres)
+
+
+def axis_maps(source: Geometry, target: Geometry) -> List[AxisMap]:
+    """One ``AxisMap`` per target axis (ITK order); ``ValueError`` when the grids are not axis-aligned."""
+    source_frame = np.array(source.direction).reshape(3, 3) * np.array(source.spacing)
+    target_frame = np.array(target.direction).reshape(3, 3) * np.array(target.spacing)
+    inverse = np.linalg.inv(source_frame)
+    matrix = inverse @ target_frame
+    offset = inverse @ (np.array(target.origin) - np.array(source.origin))
+    maps = []
+    for axis in range(3):
+        column = np.abs(matrix[:, axis])
+        source_axis = int(np.argmax(column))
+        if np.any(np.delete(column, source_axis) > ALIGNMENT_TOLERANCE * column[source_axis]):
+            raise ValueError("the source and target grids are not axis-aligned to each other")
+        count = int(source.size[source_axis])
+        position = matrix[source_axis, axis] * np.arange(int(target.size[axis])) + offset[source_axis]
+        inside = (position >= -0.5) & (position <= count - 0.5)
+        position = np.clip(position, 0.0, count - 1.0)
+        lower = np.minimum(np.floor(position).astype(np.int64), count - 1)
+        upper = np.minimum(lower + 1, count - 1)
+        maps.append(AxisMap(source_axis, lower, upper, (position - lower).astype(np.float32), inside))
+    return maps
+
+
+def gather(array: np.ndarray, maps: Sequence[AxisMap]) -> np.ndarray:
+    """``array`` (source i, j, k) at each target point's lower corner, as a (k, j, i) target array."""
+    ordered = array.transpose([maps[axis].source_axis for axis in (2, 1, 0)])
+    return ordered[np.ix_(maps[2].lower, maps[1].lower, maps[0].lower)]
+
+
+def inside_mask(maps: Sequence[AxisMap]) -> np.ndarray:
+    """(k, j, i) bool: the target points within the source grid."""
+    return maps[2].inside[:, None, None] & maps[1].inside[None, :, None] & maps[0].inside[None, None, :]
+
+
+def argmax_labels(probabilities: np.ndarray, maps: Sequence[AxisMap]) -> np.ndarray:
+    """The argmax of the trilinearly interpolated ``probabilities`` (C, source i, j, k) on the target, (k, j, i)."""
+    source_labels = argmax_channels(probabilities)
+    inside = inside_mask(maps)
+    boundary = gather(_mixed_cells(source_labels), maps) & inside
+    if np.count_nonzero(boundary) > DENSE_SHARE * boundary.size:
+        dense = np.empty((probabilities.shape[0],) + boundary.shape, dtype=np.float32)
+        for channel in range(1, probabilities.shape[0]):
+            dense[channel] = interpolate(probabilities[channel], maps)
+        # Interpolation keeps sums: the background is what the other classes leave (1 outside the source grid).
+        np.subtract(1.0, dense[1:].sum(axis=0), out=dense[0])
+        return argmax_channels(dense)
+    labels = gather(source_labels, maps)
+    points = np.nonzero(boundary)
+    if points[0].size:
+        labels[points] = argmax_channels(_interpolate_points(probabilities, maps, points))
+    labels[~inside] = 0
+    return labels
+
+
+def interpolate(array: np.ndarray, maps: Sequence[AxisMap]) -> np.ndarray:
+    """``array`` (source i, j, k) trilinearly interpolated onto the target, (k, j, i) float32, 0 outside."""
+    out = array.transpose([maps[axis].source_axis for axis in (2, 1, 0)])
+    for dimension, axis in enumerate((2, 1, 0)):
+        shape = [1, 1, 1]
+        shape[dimension] = -1
+        weight = maps[axis].weight.reshape(shape)
+        lower = np.take(out, maps[axis].lower, axis=dimension)
+        upper = np.take(out, maps[axis].upper, axis=dimension)
+        upper -= lower
+        upper *= weight
+        upper += lower
+        out = upper
+    out = out.astype(np.float32, copy=False)
+    out[~inside_mask(maps)] = 0.0
+    return out
+
+
+def argmax_channels(probabilities: np.ndarray) -> np.ndarray:
+    """``np.argmax(probabilities, axis=0)`` as uint8 (first channel wins ties), channel by channel, faster."""
+    best = probabilities[0].copy()
+    labels = np.zeros(best.shape, dtype=np.uint8)
+    for channel in range(1, probabilities.shape[0]):
+        better = probabilities[channel] > best
+        labels[better] = channel
+        np.maximum(best, probabilities[channel], out=best)
+    return labels
+
+
+def _mixed_cells(labels: np.ndarray) -> np.ndarray:
+    """True at each voxel whose cell (it and its +1 neighbours along each axis) holds more than one label."""
+    padded = np.pad(labels, [(0, 1)] * 3, mode="edge")
+    shape = labels.shape
+    mixed = np.zeros(shape, dtype=bool)
+    for step in itertools.product((0, 1), repeat=3):
+        if any(step):
+            corner = padded[step[0] : step[0] + shape[0], step[1] : step[1] + shape[1], step[2] : step[2] + shape[2]]
+            mixed |= corner != labels
+    return mixed
+
+
+def _interpolate_points(
+    probabilities: np.ndarray, maps: Sequence[AxisMap], points: Tuple[np.ndarray, ...]
+) -> np.ndarray:
+    """Trilinear interpolation of every channel at the (k, j, i) target ``points``: (C, number of points)."""
+    per_axis = {}
+    for dimension, axis in enumerate((2, 1, 0)):
+        axis_map = maps[axis]
+        where = points[dimension]
+        per_axis[axis_map.source_axis] = (axis_map.lower[where], axis_map.upper[where], axis_map.weight[where])
+    result = np.zeros((probabilities.shape[0], points[0].size), dtype=np.float32)
+    for corner in itertools.product((0, 1), repeat=3):
+        index, weight = [], np.ones(points[0].size, dtype=np.float32)
+        for source_axis, use_upper in enumerate(corner):
+            lower, upper, share = per_axis[source_axis]
+            index.append(upper if use_upper else lower)
+            weight *= share if use_upper else 1.0 - share
+        result += probabilities[:, index[0], index[1], index[2]] * weight
+    return result
