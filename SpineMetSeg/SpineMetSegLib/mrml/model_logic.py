@@ -1,0 +1,104 @@
+"""The model part of the panel: the catalog's models and whether each is here, download, import.
+
+Usage::
+
+    from SpineMetSegLib.mrml.model_logic import ModelLogic
+
+    logic = ModelLogic()
+    for entry in logic.entries():                 # every version of every model, newest first
+        print(entry.label, entry.available)
+    job = logic.start_download(entry.card, on_progress=print)   # a ChildJob: poll(), cancel(), check()
+    card = logic.import_file("spinemetseg-large-1.0.0.safetensors")            # a catalog model's file
+    card = logic.import_file("my-model.safetensors", card_file="my-card.json") # a model trained elsewhere
+
+A download runs ``spinemetseg models download`` as a child process, so it never blocks Slicer and can be
+cancelled (the cache keeps the partial file, and the next download resumes it). Import runs in-process: it
+only checks and copies a local file.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Callable, List, Optional
+
+from ..progress import Progress, parse_progress
+from .child_job import ChildJob, LogHandler, ProgressHandler
+from .process_runner import ProcessRunner, SubprocessRunner
+
+# ``models download`` draws "<model> [####......]  40% 1.0/2.5 MB" lines when its output is not a terminal.
+_DOWNLOAD_BAR = re.compile(r"\]\s*(\d{1,3})%")
+DOWNLOAD_STAGE = "download"
+
+
+def parse_download_progress(line: str) -> Optional[Progress]:
+    """A progress line, or the percentage of a download progress bar line, or None."""
+    progress = parse_progress(line)
+    if progress is not None:
+        return progress
+    match = _DOWNLOAD_BAR.search(line)
+    return Progress(DOWNLOAD_STAGE, float(match.group(1)), line.strip()) if match else None
+
+
+@dataclass(frozen=True)
+class ModelEntry:
+    card: Any  # catalog.ModelCard
+    available: bool  # embedded, downloaded or imported: usable without network
+    newest: bool
+    default: bool
+
+    @property
+    def key(self) -> str:
+        """What the parameter node stores: "name version"."""
+        return f"{self.card.name} {self.card.version}"
+
+    @property
+    def label(self) -> str:
+        sequences = ", ".join(s.upper() for s in self.card.inputs)
+        state = "here" if self.available else "not downloaded"
+        return f"{self.card.name} {self.card.version} ({sequences}; {state})"
+
+    @property
+    def description(self) -> str:
+        raw = self.card.raw
+        parts = [raw.get("title", ""), raw.get("description", ""), f"Training data: {raw.get('training_data', '')}",
+                 f"Limitations: {raw.get('limitations', '')}"]
+        return "\n".join(part for part in parts if part.strip())
+
+
+class ModelLogic:
+    def __init__(self, runner_factory: Callable[[], ProcessRunner] = SubprocessRunner,
+                 catalog_path: Optional[Path] = None):
+        self.runner_factory = runner_factory
+        self.catalog_path = catalog_path
+
+    def entries(self) -> List[ModelEntry]:
+        """Every version of every model in the catalog (and imported ones), the default model first."""
+        from .. import cache, catalog
+
+        loaded = catalog.load_catalog(self.catalog_path)
+        names = sorted(loaded.names(), key=lambda name: (name != loaded.default_name, name))
+        entries = []
+        for name in names:
+            for card in sorted(loaded.versions(name), key=lambda c: c.version_key, reverse=True):
+                available = cache.model_path(card).is_file() if card.is_embedded else cache.is_present(card)
+                entries.append(ModelEntry(card, available, loaded.is_newest(card), name == loaded.default_name))
+        return entries
+
+    def entry(self, key: str) -> Optional[ModelEntry]:
+        return next((entry for entry in self.entries() if entry.key == key), None)
+
+    def start_download(self, card, *, on_progress: Optional[ProgressHandler] = None,
+                       on_log: Optional[LogHandler] = None) -> ChildJob:
+        job = ChildJob(self.runner_factory(), on_progress=on_progress, on_log=on_log,
+                       what=f"The download of {card.name} {card.version}", progress_parser=parse_download_progress)
+        job.start(["models", "download", card.name, "--version", card.version])
+        return job
+
+    def import_file(self, path, card_file=None):
+        """Check a model file brought by hand and put it into the cache; return its card."""
+        from .. import catalog
+
+        return catalog.import_model(Path(path), Path(card_file) if card_file else None,
+                                    catalog=catalog.load_catalog(self.catalog_path))

@@ -1,0 +1,126 @@
+"""The one-click sample case (a synthetic spine from the phantom, generated locally) and the self-test workflow.
+
+Usage::
+
+    from SpineMetSegLib.mrml import sample_data
+
+    case = sample_data.load_sample_case(context)   # T1, T2, STIR volume nodes and the truth segmentation
+    report = sample_data.run_workflow(context)      # load, segment, remove a lesion, evaluate against the truth
+    report.dice_after_edit
+
+Nothing is downloaded: the phantom renders the case from ``SAMPLE_SEED`` in about a second, the same case on
+every computer. The Sample Data module lists it (registered by the Slicer module), and the module's self-test
+runs ``run_workflow`` with the default model.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any, Callable, Dict, List, Optional
+
+import SimpleITK as sitk
+
+from .. import catalog
+from ..errors import SpineMetSegError
+from . import scene as mrml_scene
+from . import segments
+from .evaluation_logic import EvaluationLogic
+from .lesion_table import LesionTableLogic
+from .process_runner import ProcessRunner, SubprocessRunner
+from .segmentation_logic import ROLE_ATTRIBUTE, SegmentationLogic, SegmentationRequest
+from .transaction import SceneTransaction
+
+SAMPLE_NAME = "SpineMetSegPhantom"
+SAMPLE_TITLE = "Synthetic spine MRI with metastases"
+# A 2D sagittal case (the usual clinical protocol) with four metastases: lytic, sclerotic and mixed.
+SAMPLE_SEED = 4
+SAMPLE_ACQUISITION = "sagittal2d"
+NODE_PREFIX = "Phantom"
+# The self-test's floor for the Dice of the default model on the sample case, after the lesion edit.
+SELF_TEST_MIN_DICE = 0.5
+TRUTH_ROLE = "Truth"
+
+
+@dataclass
+class SampleCase:
+    volumes: Dict[str, Any]  # "t1", "t2", "stir" -> vtkMRMLScalarVolumeNode
+    truth_node: Any  # vtkMRMLSegmentationNode: metastasis, vertebral body, spinal canal (exact)
+    info: dict  # the phantom's case description (lesion types, volumes, vertebrae)
+
+
+def load_sample_case(context, seed: int = SAMPLE_SEED) -> SampleCase:
+    """Render the sample case and add its volumes and its truth segmentation to the scene."""
+    from ..phantom import generate_case, model_target
+
+    case = generate_case(seed, acquisition=SAMPLE_ACQUISITION)
+    card = catalog.load_catalog().get()
+    scene = context.scene
+    with SceneTransaction(scene):
+        volumes = {key: mrml_scene.add_volume_node(scene, image, f"{NODE_PREFIX} {key.upper()}")
+                   for key, image in case.images.items()}
+        truth = scene.AddNewNodeByClass("vtkMRMLSegmentationNode", f"{NODE_PREFIX} truth")
+        truth.CreateDefaultDisplayNodes()
+        reference = volumes["t1"]
+        new_segments = segments.segments_from_label_map(
+            sitk.GetArrayFromImage(model_target(case)), mrml_scene.local_ijk_to_ras(reference), card.labels)
+        segments.replace_segments(truth, new_segments, reference)
+        truth.SetAttribute(ROLE_ATTRIBUTE, TRUTH_ROLE)
+    return SampleCase(volumes, truth, case.info)
+
+
+@dataclass
+class WorkflowReport:
+    """What the self-test checks: the steps a user takes on the sample case, and their numbers."""
+
+    lesions_found: int
+    lesions_after_edit: int
+    removed_lesion_volume_ml: float
+    dice_before_edit: float
+    dice_after_edit: float
+    change_dice: float  # corrected vs original prediction: below 1 once a lesion was removed
+    log: List[str] = field(default_factory=list)
+
+
+def run_workflow(context, runner_factory: Callable[[], ProcessRunner] = SubprocessRunner,
+                 device: str = "auto", case: Optional[SampleCase] = None) -> WorkflowReport:
+    """Load the sample case, segment it with the default model, remove the predicted lesion that overlaps the
+    truth least (the kind of correction a reader makes), and evaluate against the phantom's truth."""
+    case = case or load_sample_case(context)
+    result = SegmentationLogic(context, runner_factory).segment(
+        SegmentationRequest(inputs=dict(case.volumes), device=device))
+    node = result.segmentation_node
+    tables_logic, evaluation = LesionTableLogic(context), EvaluationLogic(context)
+    found = tables_logic.update(node).lesions
+    if not found:
+        raise SpineMetSegError("The default model found no lesion in the sample case.")
+    truth_id = segments.find_segment_id(case.truth_node, segments.METASTASIS)
+    metastasis_id = segments.find_segment_id(node, segments.METASTASIS)
+    before = evaluation.evaluate(case.truth_node, truth_id, node, metastasis_id)
+    removed = _least_supported(found, case.truth_node, truth_id)
+    tables_logic.remove_lesion(node, removed)
+    after_table = tables_logic.update(node)
+    after = evaluation.evaluate(case.truth_node, truth_id, node, metastasis_id, table_node=before.table_node)
+    change = evaluation.compare_with_original(node)
+    return WorkflowReport(
+        lesions_found=len(found),
+        lesions_after_edit=len(after_table.lesions),
+        removed_lesion_volume_ml=removed.volume_ml,
+        dice_before_edit=before.metrics["dice"],
+        dice_after_edit=after.metrics["dice"],
+        change_dice=change.metrics["dice"],
+        log=result.log,
+    )
+
+
+def _least_supported(found, truth_node, truth_id):
+    """The lesion whose centre lies farthest outside the truth (a false positive when there is one)."""
+    truth = mrml_scene.segment_mask(truth_node, truth_id)
+    distance = sitk.SignedMaurerDistanceMap(truth, insideIsPositive=False, squaredDistance=False,
+                                            useImageSpacing=True)
+
+    def outside_mm(lesion) -> float:
+        index = distance.TransformPhysicalPointToIndex(lesion.centroid_lps)
+        inside = all(0 <= i < n for i, n in zip(index, distance.GetSize()))
+        return distance[index] if inside else float("inf")
+
+    return max(found, key=outside_mm)

@@ -1,0 +1,571 @@
+"""The SpineMetSeg panel: Qt wiring between the .ui widgets, the parameter node and the MRML logic.
+
+Usage (what ``SpineMetSegWidget.setup`` does)::
+
+    from SpineMetSegLib.widget import SpineMetSegPanel
+    panel = SpineMetSegPanel(module_widget.resourcePath("UI/SpineMetSeg.ui"), logic)
+    module_widget.layout.addWidget(panel.ui_widget)
+
+This file and ``SpineMetSeg.py`` are the only places that import Qt. Every action calls the MRML logic
+(``SpineMetSegLib.mrml``), which the test suite runs without Qt; here are only widgets, dialogs, timers and
+the parameter node that keeps the panel's state in the scene (so a saved scene restores the panel).
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Annotated, Optional
+
+import qt
+import slicer
+import vtk
+from slicer.i18n import tr as _
+from slicer.parameterNodeWrapper import Choice, parameterNodeWrapper
+from slicer.util import VTKObservationMixin
+
+from .errors import SpineMetSegError
+from .mrml import dependencies, segments, tables
+from .mrml.application import MRMLContext
+from .mrml.device_choice import DEVICE_CHOICES, describe_hardware
+from .mrml.evaluation_logic import EvaluationLogic
+from .mrml.input_matching import match_volume_nodes
+from .mrml.lesion_table import LesionTableLogic
+from .mrml.model_logic import ModelLogic
+from .mrml.segmentation_logic import SegmentationLogic, SegmentationRequest, holds_edits
+
+SETTINGS_DEVICE = "SpineMetSeg/device"
+SETTINGS_MODEL = "SpineMetSeg/model"
+SETTINGS_EXPORT_DIRECTORY = "SpineMetSeg/exportDirectory"
+SETTINGS_IMPORT_DIRECTORY = "SpineMetSeg/importDirectory"
+POLL_INTERVAL_MS = 100
+# Edits in the Segment Editor come in bursts; the lesion table waits this long after the last one.
+LESION_TABLE_DELAY_MS = 1000
+SEGMENT_EDITOR_NODE_TAG = "SpineMetSeg"
+
+
+def default_device() -> str:
+    """The device chosen last time (Slicer settings), for a new scene."""
+    return str(qt.QSettings().value(SETTINGS_DEVICE, DEVICE_CHOICES[0][0]))
+
+
+@parameterNodeWrapper
+class SpineMetSegParameterNode:
+    """The panel's state, saved with the scene."""
+
+    t1Volume: slicer.vtkMRMLScalarVolumeNode
+    t2Volume: slicer.vtkMRMLScalarVolumeNode
+    stirVolume: slicer.vtkMRMLScalarVolumeNode
+    model: str = ""  # "name version"; empty = the default model
+    device: Annotated[str, Choice([key for key, _text in DEVICE_CHOICES])] = "auto"
+    outputSegmentation: slicer.vtkMRMLSegmentationNode
+    resultSegmentation: slicer.vtkMRMLSegmentationNode
+    lesionTable: slicer.vtkMRMLTableNode
+    metricsTable: slicer.vtkMRMLTableNode
+    referenceSegmentation: slicer.vtkMRMLSegmentationNode
+    referenceSegmentID: str = ""
+    comparedSegmentation: slicer.vtkMRMLSegmentationNode
+    comparedSegmentID: str = ""
+    compareWithOriginal: bool = False
+
+
+class SpineMetSegPanel(VTKObservationMixin):
+    """Builds the panel from the .ui file and connects it; ``logic`` gives the parameter node."""
+
+    def __init__(self, ui_path: str, logic):
+        VTKObservationMixin.__init__(self)
+        self.logic = logic
+        self.context = MRMLContext.from_slicer()
+        self.segmentation_logic = SegmentationLogic(self.context)
+        self.lesion_logic = LesionTableLogic(self.context)
+        self.evaluation_logic = EvaluationLogic(self.context)
+        self.model_logic = ModelLogic()
+        self.ui_widget = slicer.util.loadUI(ui_path)
+        self.ui = slicer.util.childWidgetVariables(self.ui_widget)
+        self.ui_widget.setMRMLScene(slicer.mrmlScene)
+        self._parameterNode: Optional[SpineMetSegParameterNode] = None
+        self._parameterNodeGuiTag = None
+        self._segmentation_job = None
+        self._download_job = None
+        self._observed_segmentation = None
+        self._updating_gui = False
+
+        self._poll_timer = qt.QTimer()
+        self._poll_timer.setInterval(POLL_INTERVAL_MS)
+        self._poll_timer.timeout.connect(self.onPoll)
+        self._lesion_timer = qt.QTimer()
+        self._lesion_timer.setSingleShot(True)
+        self._lesion_timer.setInterval(LESION_TABLE_DELAY_MS)
+        self._lesion_timer.timeout.connect(self.updateLesionTable)
+
+        self._setupStaticWidgets()
+        self._connect()
+        self.addObserver(slicer.mrmlScene, slicer.mrmlScene.StartCloseEvent, self.onSceneStartClose)
+        self.addObserver(slicer.mrmlScene, slicer.mrmlScene.EndCloseEvent, self.onSceneEndClose)
+        self.addObserver(slicer.mrmlScene, slicer.mrmlScene.NodeAddedEvent, self.onNodeAdded)
+        self.initializeParameterNode()
+        qt.QTimer.singleShot(0, self.refreshEnvironment)
+
+    # --- set-up --------------------------------------------------------------------------------------------
+
+    def _setupStaticWidgets(self) -> None:
+        for key, text in DEVICE_CHOICES:
+            self.ui.deviceComboBox.addItem(_(text), key)
+        self.ui.downloadProgressBar.setVisible(False)
+        self.ui.cancelDownloadButton.setVisible(False)
+        self.ui.segmentProgressBar.setVisible(False)
+        self.ui.lesionsNoteLabel.setText(_(
+            "Host vertebrae are numbered 1, 2, ... from the most superior vertebral body in the image. "
+            "The flags are measurements for information, not a treatment recommendation."))
+        self._setupSegmentEditorNode()
+
+    def _setupSegmentEditorNode(self) -> None:
+        """The embedded Segment Editor keeps its own editor node, so it does not disturb the Segment Editor module."""
+        editor_node = slicer.mrmlScene.GetSingletonNode(SEGMENT_EDITOR_NODE_TAG, "vtkMRMLSegmentEditorNode")
+        if editor_node is None:
+            editor_node = slicer.vtkMRMLSegmentEditorNode()
+            editor_node.SetSingletonTag(SEGMENT_EDITOR_NODE_TAG)
+            editor_node = slicer.mrmlScene.AddNode(editor_node)
+        self.ui.segmentEditorWidget.setMRMLSegmentEditorNode(editor_node)
+
+    def _connect(self) -> None:
+        self.ui.modelComboBox.currentIndexChanged.connect(self.onModelChanged)
+        self.ui.deviceComboBox.currentIndexChanged.connect(self.onDeviceChanged)
+        self.ui.downloadButton.clicked.connect(self.onDownload)
+        self.ui.cancelDownloadButton.clicked.connect(self.onCancelDownload)
+        self.ui.importModelButton.clicked.connect(self.onImportModel)
+        self.ui.installDependenciesButton.clicked.connect(self.onInstallDependencies)
+        self.ui.segmentButton.clicked.connect(self.onSegmentButton)
+        self.ui.updateLesionsButton.clicked.connect(self.updateLesionTable)
+        self.ui.removeLesionButton.clicked.connect(self.onRemoveLesion)
+        self.ui.exportLesionsButton.clicked.connect(lambda: self.exportTable(self._parameterNode.lesionTable))
+        self.ui.lesionTableView.clicked.connect(self.onLesionClicked)
+        self.ui.referenceSegmentSelector.connect("currentNodeChanged(vtkMRMLNode*)", self.onEvaluationInputChanged)
+        self.ui.referenceSegmentSelector.connect("currentSegmentChanged(QString)", self.onEvaluationInputChanged)
+        self.ui.comparedSegmentSelector.connect("currentNodeChanged(vtkMRMLNode*)", self.onEvaluationInputChanged)
+        self.ui.comparedSegmentSelector.connect("currentSegmentChanged(QString)", self.onEvaluationInputChanged)
+        self.ui.computeMetricsButton.clicked.connect(self.onComputeMetrics)
+        self.ui.exportMetricsButton.clicked.connect(lambda: self.exportTable(self._parameterNode.metricsTable))
+
+    def cleanup(self) -> None:
+        self.removeObservers()
+        self._poll_timer.stop()
+        self._lesion_timer.stop()
+        for job in (self._segmentation_job, self._download_job):
+            if job is not None:
+                job.cancel()
+        if self._parameterNode is not None and self._parameterNodeGuiTag is not None:
+            self._parameterNode.disconnectGui(self._parameterNodeGuiTag)
+
+    def enter(self) -> None:
+        self.initializeParameterNode()
+        self.ui.segmentEditorWidget.installKeyboardShortcuts()
+
+    def exit(self) -> None:
+        self.ui.segmentEditorWidget.setActiveEffect(None)
+        self.ui.segmentEditorWidget.uninstallKeyboardShortcuts()
+
+    # --- parameter node ------------------------------------------------------------------------------------
+
+    def initializeParameterNode(self) -> None:
+        self.setParameterNode(self.logic.getParameterNode())
+        self.fillInputsFromNames()
+
+    def setParameterNode(self, parameter_node: Optional[SpineMetSegParameterNode]) -> None:
+        if self._parameterNode is not None:
+            if self._parameterNodeGuiTag is not None:
+                self._parameterNode.disconnectGui(self._parameterNodeGuiTag)
+            self.removeObserver(self._parameterNode.parameterNode, vtk.vtkCommand.ModifiedEvent,
+                                self.updateGUIFromParameterNode)
+        self._parameterNode = parameter_node
+        self._parameterNodeGuiTag = None
+        if self._parameterNode is not None:
+            if not self._parameterNode.model:
+                self._parameterNode.model = qt.QSettings().value(SETTINGS_MODEL, "")
+            self._parameterNodeGuiTag = self._parameterNode.connectGui(self.ui)
+            # Observe the MRML node, not the wrapper: the mixin keeps what it observes alive.
+            self.addObserver(self._parameterNode.parameterNode, vtk.vtkCommand.ModifiedEvent,
+                             self.updateGUIFromParameterNode)
+        self.updateGUIFromParameterNode()
+
+    def updateGUIFromParameterNode(self, caller=None, event=None) -> None:
+        node = self._parameterNode
+        if node is None or self._updating_gui:
+            return
+        self._updating_gui = True
+        try:
+            self._selectComboData(self.ui.modelComboBox, node.model)
+            self._selectComboData(self.ui.deviceComboBox, node.device)
+            self.ui.lesionTableView.setMRMLTableNode(node.lesionTable)
+            self.ui.metricsTableView.setMRMLTableNode(node.metricsTable)
+            self.ui.referenceSegmentSelector.setCurrentNode(node.referenceSegmentation)
+            self.ui.referenceSegmentSelector.setCurrentSegmentID(node.referenceSegmentID)
+            self.ui.comparedSegmentSelector.setCurrentNode(node.comparedSegmentation)
+            self.ui.comparedSegmentSelector.setCurrentSegmentID(node.comparedSegmentID)
+            self.ui.referenceSegmentSelector.setEnabled(not node.compareWithOriginal)
+            self.ui.comparedSegmentSelector.setEnabled(not node.compareWithOriginal)
+            self._showResultInEditor(node.resultSegmentation)
+            self._observeSegmentation(node.resultSegmentation)
+            self._updateButtons()
+        finally:
+            self._updating_gui = False
+
+    @staticmethod
+    def _selectComboData(combo, data: str) -> None:
+        index = combo.findData(data)
+        if index >= 0 and index != combo.currentIndex:
+            combo.setCurrentIndex(index)
+
+    def _updateButtons(self) -> None:
+        node = self._parameterNode
+        running = self._segmentation_job is not None
+        has_input = any(v is not None for v in (node.t1Volume, node.t2Volume, node.stirVolume))
+        self.ui.segmentButton.setText(_("Cancel") if running else _("Segment"))
+        self.ui.segmentButton.setEnabled(running or has_input)
+        self.ui.segmentButton.setToolTip(
+            _("Stop the running segmentation; the scene stays as it was") if running else
+            _("Segment metastases, vertebral bodies and the spinal canal") if has_input else
+            _("Choose at least one input volume"))
+        has_result = node.resultSegmentation is not None
+        for button in (self.ui.updateLesionsButton, self.ui.removeLesionButton, self.ui.exportLesionsButton):
+            button.setEnabled(has_result and not running)
+        self.ui.exportMetricsButton.setEnabled(node.metricsTable is not None)
+        self.ui.computeMetricsButton.setEnabled(not running)
+
+    def onSceneStartClose(self, caller, event) -> None:
+        self.setParameterNode(None)
+
+    def onSceneEndClose(self, caller, event) -> None:
+        self._setupSegmentEditorNode()
+        self.initializeParameterNode()
+
+    @vtk.calldata_type(vtk.VTK_OBJECT)
+    def onNodeAdded(self, caller, event, node) -> None:
+        if node.IsA("vtkMRMLScalarVolumeNode"):
+            # A volume loaded after the panel opened (e.g. the sample case) may be the missing T1/T2/STIR.
+            qt.QTimer.singleShot(0, self.fillInputsFromNames)
+
+    def fillInputsFromNames(self) -> None:
+        """Fill empty sequence selectors from volume names ("sag T1", "t2_tirm" -> STIR, ...)."""
+        node = self._parameterNode
+        if node is None:
+            return
+        matched = match_volume_nodes(slicer.mrmlScene)
+        chosen = {n.GetID() for n in (node.t1Volume, node.t2Volume, node.stirVolume) if n is not None}
+        for key, attribute in (("t1", "t1Volume"), ("t2", "t2Volume"), ("stir", "stirVolume")):
+            candidate = matched.get(key)
+            if getattr(node, attribute) is None and candidate is not None and candidate.GetID() not in chosen:
+                setattr(node, attribute, candidate)
+                chosen.add(candidate.GetID())
+
+    # --- environment: models, device, dependencies ---------------------------------------------------------
+
+    def refreshEnvironment(self) -> None:
+        self.refreshDependencies()
+        self.refreshModels()
+        self.ui.deviceInfoLabel.setText(describe_hardware())
+
+    def refreshDependencies(self) -> None:
+        missing = dependencies.missing_requirements()
+        self.ui.dependenciesLabel.setText(
+            _("Missing Python packages: {packages}").format(packages=dependencies.describe(missing)) if missing
+            else _("All Python packages are installed."))
+        self.ui.installDependenciesButton.setVisible(bool(missing))
+
+    def refreshModels(self) -> None:
+        with slicer.util.tryWithErrorDisplay(_("Cannot read the model catalog."), waitCursor=True):
+            entries = self.model_logic.entries()
+            self.ui.modelComboBox.blockSignals(True)
+            self.ui.modelComboBox.clear()
+            for entry in entries:
+                self.ui.modelComboBox.addItem(entry.label, entry.key)
+            self.ui.modelComboBox.blockSignals(False)
+            if self._parameterNode is not None and not self._parameterNode.model and entries:
+                self._parameterNode.model = entries[0].key
+            self.updateGUIFromParameterNode()
+            self.onModelChanged()
+
+    def currentModelEntry(self):
+        key = self.ui.modelComboBox.itemData(self.ui.modelComboBox.currentIndex)
+        return self.model_logic.entry(key) if key else None
+
+    def onModelChanged(self, *args) -> None:
+        entry = self.currentModelEntry()
+        if entry is None:
+            self.ui.modelInfoLabel.setText(_("No model in the catalog."))
+            return
+        if self._parameterNode is not None and not self._updating_gui:
+            self._parameterNode.model = entry.key
+            qt.QSettings().setValue(SETTINGS_MODEL, entry.key)
+        self.ui.modelInfoLabel.setText(entry.description)
+        self.ui.downloadButton.setEnabled(not entry.available and self._download_job is None)
+        self.ui.downloadButton.setToolTip(
+            _("This model is on this computer.") if entry.available else
+            _("Download {size:.0f} MB into the model cache.").format(size=entry.card.file["size"] / 2**20))
+
+    def onDeviceChanged(self, *args) -> None:
+        key = self.ui.deviceComboBox.itemData(self.ui.deviceComboBox.currentIndex)
+        if self._parameterNode is not None and key and not self._updating_gui:
+            self._parameterNode.device = key
+            qt.QSettings().setValue(SETTINGS_DEVICE, key)
+
+    def onDownload(self) -> None:
+        entry = self.currentModelEntry()
+        if entry is None:
+            return
+        with slicer.util.tryWithErrorDisplay(_("The download could not start."), waitCursor=True):
+            self._download_job = self.model_logic.start_download(
+                entry.card, on_progress=lambda p: self.ui.downloadProgressBar.setValue(int(p.percent)),
+                on_log=self.appendLog)
+            self.ui.downloadProgressBar.setValue(0)
+            self.ui.downloadProgressBar.setVisible(True)
+            self.ui.cancelDownloadButton.setVisible(True)
+            self.ui.downloadButton.setEnabled(False)
+            self._poll_timer.start()
+
+    def onCancelDownload(self) -> None:
+        if self._download_job is not None:
+            self._download_job.cancel()
+
+    def _finishDownload(self) -> None:
+        job, self._download_job = self._download_job, None
+        self.ui.downloadProgressBar.setVisible(False)
+        self.ui.cancelDownloadButton.setVisible(False)
+        with slicer.util.tryWithErrorDisplay(_("The model was not downloaded."), waitCursor=False):
+            try:
+                job.check()
+            finally:
+                self.refreshModels()
+
+    def onImportModel(self) -> None:
+        settings = qt.QSettings()
+        start = settings.value(SETTINGS_IMPORT_DIRECTORY, "")
+        path = qt.QFileDialog.getOpenFileName(
+            self.ui_widget, _("Import a model file"), start,
+            _("Model files (*.safetensors *.pt *.pth *.zip);;All files (*)"))
+        if not path:
+            return
+        settings.setValue(SETTINGS_IMPORT_DIRECTORY, str(Path(path).parent))
+        card_file = None
+        if slicer.util.confirmYesNoDisplay(_(
+                "Is this a model you trained yourself (it then needs its model card, a .json file)?\n"
+                "Answer No for a file of a catalog model copied by hand.")):
+            card_file = qt.QFileDialog.getOpenFileName(
+                self.ui_widget, _("The model card of this file"), str(Path(path).parent), _("Model cards (*.json)"))
+            if not card_file:
+                return
+        with slicer.util.tryWithErrorDisplay(_("The model file was not imported."), waitCursor=True):
+            card = self.model_logic.import_file(path, card_file or None)
+            self._parameterNode.model = f"{card.name} {card.version}"
+            self.refreshModels()
+            slicer.util.infoDisplay(_("Imported {model}.").format(model=f"{card.name} {card.version}"))
+
+    def onInstallDependencies(self) -> None:
+        with slicer.util.tryWithErrorDisplay(_("The Python packages could not be installed."), waitCursor=False):
+            self.ensureDependencies(ask=True)
+
+    def ensureDependencies(self, ask: bool = True) -> bool:
+        """Install what is missing, each step after the user agrees; False when the user declined."""
+        missing = dependencies.missing_requirements()
+        if not missing:
+            return True
+        if not dependencies.is_online():
+            raise SpineMetSegError(_(
+                "These Python packages are missing and this computer cannot reach the package index (pypi.org): "
+                "{packages}. Connect to the internet and try again, or install them in Slicer's Python by hand."
+            ).format(packages=dependencies.describe(missing)))
+        if dependencies.torch_missing(missing):
+            try:
+                import PyTorchUtils
+            except ImportError:
+                raise SpineMetSegError(_(
+                    "SpineMetSeg needs the PyTorch extension to install PyTorch. Install 'PyTorch' from the "
+                    "Extensions Manager, restart Slicer and try again.")) from None
+            torch_logic = PyTorchUtils.PyTorchUtilsLogic()
+            if not torch_logic.torchInstalled():
+                torch = torch_logic.installTorch(askConfirmation=ask,
+                                                 torchVersionRequirement=dependencies.MINIMUM_TORCH)
+                if torch is None:
+                    return False
+        to_install = dependencies.pip_arguments(dependencies.missing_requirements())
+        if to_install:
+            if ask and not slicer.util.confirmOkCancelDisplay(_(
+                    "SpineMetSeg needs these Python packages: {packages}. Install them now (a few minutes)?"
+            ).format(packages=", ".join(to_install))):
+                return False
+            slicer.util.pip_install(to_install)
+        self.refreshEnvironment()
+        return True
+
+    # --- segmentation --------------------------------------------------------------------------------------
+
+    def onSegmentButton(self) -> None:
+        if self._segmentation_job is not None:
+            self._segmentation_job.cancel()
+            self.appendLog(_("Cancelling..."))
+            return
+        with slicer.util.tryWithErrorDisplay(_("The segmentation could not start."), waitCursor=True):
+            self.startSegmentation()
+
+    def startSegmentation(self) -> None:
+        node = self._parameterNode
+        if not self.ensureDependencies(ask=True):
+            return
+        output = node.outputSegmentation
+        overwrite = False
+        if output is not None and holds_edits(output):
+            if not slicer.util.confirmYesNoDisplay(_(
+                    "The segmentation '{name}' holds manual edits. Replace them with the new result?"
+            ).format(name=output.GetName())):
+                return
+            overwrite = True
+        name, _separator, version = (node.model or "").partition(" ")
+        request = SegmentationRequest(
+            inputs={"t1": node.t1Volume, "t2": node.t2Volume, "stir": node.stirVolume},
+            model=name or None, version=version or None, device=node.device, output_node=output,
+            overwrite_edits=overwrite)
+        self.ui.logTextEdit.clear()
+        self.ui.segmentProgressBar.setValue(0)
+        self.ui.segmentProgressBar.setVisible(True)
+        self._segmentation_job = self.segmentation_logic.start(
+            request, on_progress=self.onSegmentationProgress, on_log=self.appendLog)
+        self._poll_timer.start()
+        self._updateButtons()
+
+    def onSegmentationProgress(self, progress) -> None:
+        self.ui.segmentProgressBar.setValue(int(progress.percent))
+        self.ui.segmentProgressBar.setFormat(f"{progress.stage} %p%")
+
+    def appendLog(self, line: str) -> None:
+        self.ui.logTextEdit.appendPlainText(line)
+
+    def onPoll(self) -> None:
+        job = self._segmentation_job
+        if job is not None:
+            self.ui.elapsedLabel.setText(_("Elapsed: {seconds:.0f} s").format(seconds=job.elapsed_s))
+            if job.poll() is not None:
+                self._finishSegmentation()
+        if self._download_job is not None and self._download_job.poll() is not None:
+            self._finishDownload()
+        if self._segmentation_job is None and self._download_job is None:
+            self._poll_timer.stop()
+
+    def _finishSegmentation(self) -> None:
+        job, self._segmentation_job = self._segmentation_job, None
+        self.ui.segmentProgressBar.setVisible(False)
+        self._updateButtons()
+        with slicer.util.tryWithErrorDisplay(_("Segmentation failed; the scene is unchanged."), waitCursor=True):
+            result = job.result()
+            self.segmentation_logic.show(result)
+            slicer.util.resetSliceViews()
+            node = self._parameterNode
+            node.resultSegmentation = result.segmentation_node
+            node.outputSegmentation = result.segmentation_node
+            node.comparedSegmentation = result.segmentation_node
+            node.comparedSegmentID = segments.find_segment_id(result.segmentation_node, segments.METASTASIS) or ""
+            self.appendLog(_("Done in {seconds:.1f} s.").format(seconds=result.elapsed_s))
+            self.updateLesionTable()
+
+    # --- lesions -------------------------------------------------------------------------------------------
+
+    def _observeSegmentation(self, segmentation_node) -> None:
+        segmentation = segmentation_node.GetSegmentation() if segmentation_node is not None else None
+        if segmentation is self._observed_segmentation:
+            return
+        if self._observed_segmentation is not None:
+            for event in (slicer.vtkSegmentation.SegmentModified, slicer.vtkSegmentation.SegmentRemoved):
+                self.removeObserver(self._observed_segmentation, event, self.onSegmentationEdited)
+        self._observed_segmentation = segmentation
+        if segmentation is not None:
+            for event in (slicer.vtkSegmentation.SegmentModified, slicer.vtkSegmentation.SegmentRemoved):
+                self.addObserver(segmentation, event, self.onSegmentationEdited)
+
+    def onSegmentationEdited(self, caller=None, event=None) -> None:
+        if self._segmentation_job is None:
+            self._lesion_timer.start()  # restarts: one update after the last edit of a burst
+
+    def updateLesionTable(self) -> None:
+        node = self._parameterNode
+        if node is None or node.resultSegmentation is None:
+            return
+        with slicer.util.tryWithErrorDisplay(_("The lesions could not be measured."), waitCursor=True):
+            table = self.lesion_logic.update(node.resultSegmentation, node.lesionTable)
+            if node.lesionTable is not table.table_node:
+                node.lesionTable = table.table_node
+
+    def _selectedLesionCentre(self):
+        table_node = self._parameterNode.lesionTable
+        row = self.ui.lesionTableView.currentIndex().row()
+        if table_node is None or row < 0:
+            return None
+        rows = tables.rows_of(table_node)
+        if row >= len(rows):
+            return None
+        return rows[row]["Lesion"], (rows[row]["R"], rows[row]["A"], rows[row]["S"])
+
+    def onLesionClicked(self, index=None) -> None:
+        selected = self._selectedLesionCentre()
+        if selected is not None:
+            r, a, s = selected[1]
+            slicer.modules.markups.logic().JumpSlicesToLocation(r, a, s, True)
+
+    def onRemoveLesion(self) -> None:
+        selected = self._selectedLesionCentre()
+        if selected is None:
+            slicer.util.warningDisplay(_("Select a lesion in the table first."))
+            return
+        number, centre = selected
+        if not slicer.util.confirmYesNoDisplay(_("Remove lesion {number} from the segmentation?").format(
+                number=number)):
+            return
+        with slicer.util.tryWithErrorDisplay(_("The lesion could not be removed."), waitCursor=True):
+            self.lesion_logic.remove_lesion_at(self._parameterNode.resultSegmentation, centre)
+            self.updateLesionTable()
+
+    def exportTable(self, table_node) -> None:
+        if table_node is None:
+            return
+        settings = qt.QSettings()
+        start = os.path.join(settings.value(SETTINGS_EXPORT_DIRECTORY, ""), f"{table_node.GetName()}.csv")
+        path = qt.QFileDialog.getSaveFileName(self.ui_widget, _("Export table"), start, _("CSV files (*.csv)"))
+        if not path:
+            return
+        with slicer.util.tryWithErrorDisplay(_("The table could not be written."), waitCursor=True):
+            tables.write_csv(table_node, path)
+            settings.setValue(SETTINGS_EXPORT_DIRECTORY, str(Path(path).parent))
+
+    # --- edit ----------------------------------------------------------------------------------------------
+
+    def _showResultInEditor(self, segmentation_node) -> None:
+        editor = self.ui.segmentEditorWidget
+        if segmentation_node is None or editor.segmentationNode() is segmentation_node:
+            return
+        editor.setSegmentationNode(segmentation_node)
+        node = self._parameterNode
+        source = next((v for v in (node.t1Volume, node.t2Volume, node.stirVolume) if v is not None), None)
+        if source is not None:
+            editor.setSourceVolumeNode(source)
+
+    # --- evaluate ------------------------------------------------------------------------------------------
+
+    def onEvaluationInputChanged(self, *args) -> None:
+        node = self._parameterNode
+        if node is None or self._updating_gui:
+            return
+        node.referenceSegmentation = self.ui.referenceSegmentSelector.currentNode()
+        node.referenceSegmentID = self.ui.referenceSegmentSelector.currentSegmentID() or ""
+        node.comparedSegmentation = self.ui.comparedSegmentSelector.currentNode()
+        node.comparedSegmentID = self.ui.comparedSegmentSelector.currentSegmentID() or ""
+
+    def onComputeMetrics(self) -> None:
+        node = self._parameterNode
+        with slicer.util.tryWithErrorDisplay(_("The metrics could not be computed."), waitCursor=True):
+            if node.compareWithOriginal:
+                evaluation = self.evaluation_logic.compare_with_original(
+                    node.resultSegmentation, table_node=node.metricsTable)
+            else:
+                evaluation = self.evaluation_logic.evaluate(
+                    node.referenceSegmentation, node.referenceSegmentID, node.comparedSegmentation,
+                    node.comparedSegmentID, table_node=node.metricsTable)
+            if node.metricsTable is not evaluation.table_node:
+                node.metricsTable = evaluation.table_node

@@ -1,0 +1,556 @@
+"""The MRML logic of the Slicer module, run against the real Slicer libraries (slicer-core), no fakes.
+
+What a user of the panel relies on, checked on a bare MRML scene set up as Slicer sets it up:
+volumes go to the child process with their geometry, the result comes back on the input's grid with named
+segments, the lesion table and the metrics agree with the core, manual edits change both, and a failed or
+cancelled run leaves the scene as it was. The segmentations run the real ``spinemetseg segment`` child
+process with a small seeded model (``--card``/``--weights``).
+"""
+
+from __future__ import annotations
+
+import math
+import time
+
+import numpy as np
+import pytest
+import SimpleITK as sitk
+
+slicer = pytest.importorskip("slicer", reason="slicer-core is not installed (pip install slicer-core)")
+vtk = pytest.importorskip("vtk")
+
+from inference_fixtures import make_card, seeded_network  # noqa: E402
+from vtkmodules.util import numpy_support  # noqa: E402
+
+from SpineMetSegLib import catalog, imageio, lesions, metrics, weights  # noqa: E402
+from SpineMetSegLib.errors import CancelledError, GeometryError, SpineMetSegError  # noqa: E402
+from SpineMetSegLib.mrml import scene as mrml_scene  # noqa: E402
+from SpineMetSegLib.mrml import segments, tables  # noqa: E402
+from SpineMetSegLib.mrml.application import MRMLContext  # noqa: E402
+from SpineMetSegLib.mrml.evaluation_logic import EvaluationLogic  # noqa: E402
+from SpineMetSegLib.mrml.lesion_table import LesionTableLogic  # noqa: E402
+from SpineMetSegLib.mrml.segmentation_logic import (  # noqa: E402
+    SegmentationLogic,
+    SegmentationRequest,
+    holds_edits,
+    original_prediction,
+)
+
+# An oblique acquisition: rotated about two axes, anisotropic voxels, origin away from 0.
+OBLIQUE_DIRECTION = tuple(sitk.VersorTransform((0.2, 0.3, 1.0), math.radians(25)).GetMatrix())
+SPACING = (1.2, 0.9, 1.1)
+ORIGIN = (-31.0, 14.5, 102.0)
+SIZE_IJK = (16, 30, 28)
+# Distinct colours for the test card (Slicer replaces the "unset" grey 0.5, 0.5, 0.5 with a colour of its own).
+LABEL_COLORS = ((0.8, 0.1, 0.3), (0.9, 0.8, 0.6), (0.2, 0.4, 0.9))
+
+
+def oblique_image(array_kji: np.ndarray, spacing=SPACING, origin=ORIGIN, direction=OBLIQUE_DIRECTION) -> sitk.Image:
+    image = sitk.GetImageFromArray(array_kji)
+    image.SetSpacing(spacing)
+    image.SetOrigin(origin)
+    image.SetDirection(direction)
+    return image
+
+
+def spine_like_labels() -> np.ndarray:
+    """A (k, j, i) model-convention label map: two vertebral bodies, a canal behind them, three lesions."""
+    labels = np.zeros(SIZE_IJK[::-1], np.uint8)
+    labels[3:12, 4:14, 2:14] = segments_value("vertebral body")
+    labels[15:24, 4:14, 2:14] = segments_value("vertebral body")
+    labels[3:24, 17:22, 5:11] = segments_value("spinal canal")
+    labels[5:9, 6:10, 4:8] = 1  # inside the upper body
+    labels[17:22, 9:14, 6:11] = 1  # reaching the back of the lower body
+    labels[20:22, 5:7, 3:5] = 1  # small, in the lower body
+    return labels
+
+
+def segments_value(name: str) -> int:
+    return {"metastasis": 1, "vertebral body": 2, "spinal canal": 3}[name]
+
+
+def mri_from_labels(labels: np.ndarray, seed: int = 0) -> np.ndarray:
+    rng = np.random.default_rng(seed)
+    intensity = np.array([20.0, 900.0, 400.0, 700.0], np.float32)[labels]
+    return (intensity + rng.normal(0, 15, labels.shape)).astype(np.float32)
+
+
+def scene_state(scene) -> list:
+    """What "the scene is unchanged" means to a user: the same nodes (ID, class, name), in the same order."""
+    return [(n.GetID(), n.GetClassName(), n.GetName())
+            for n in (scene.GetNthNode(i) for i in range(scene.GetNumberOfNodes()))]
+
+
+def segment_voxels(node) -> dict:
+    return {segment_id: int(sitk.GetArrayFromImage(mrml_scene.segment_mask(node, segment_id)).sum())
+            for segment_id in segments.segment_ids(node)}
+
+
+@pytest.fixture
+def context():
+    return MRMLContext.standalone()
+
+
+@pytest.fixture(scope="module")
+def small_model(tmp_path_factory):
+    """A small seeded network with its card: what --card/--weights hand to the child process."""
+    folder = tmp_path_factory.mktemp("model")
+    card = make_card(dimensions=2, patch_size=[32, 32], channels=(4, 8), strides=(2,))
+    for label, color in zip(card["labels"], LABEL_COLORS):
+        label["color"] = list(color)
+    card_file = folder / "card.json"
+    card_file.write_text(__import__("json").dumps(card))
+    weights_file = folder / "weights.safetensors"
+    weights.save_state_dict(seeded_network(card, seed=3).state_dict(), weights_file)
+    return catalog.card_from_file(card_file), card_file, weights_file
+
+
+@pytest.fixture
+def t1_node(context):
+    image = oblique_image(mri_from_labels(spine_like_labels()))
+    return mrml_scene.add_volume_node(context.scene, image, "sag T1 TSE")
+
+
+def request_for(t1_node, small_model, **changes) -> SegmentationRequest:
+    _card, card_file, weights_file = small_model
+    request = SegmentationRequest(inputs={"t1": t1_node}, card_file=card_file, weights_file=weights_file,
+                                  device="cpu")
+    for key, value in changes.items():
+        setattr(request, key, value)
+    return request
+
+
+# --- geometry -------------------------------------------------------------------------------------------
+
+
+def test_volume_node_converts_with_the_geometry_slicer_itself_writes(context, t1_node, tmp_path):
+    """RAS -> LPS: our image of a node equals what Slicer's own NIfTI writer puts in the file."""
+    storage = context.scene.AddNewNodeByClass("vtkMRMLVolumeArchetypeStorageNode")
+    storage.SetFileName(str(tmp_path / "by_slicer.nii.gz"))
+    assert storage.WriteData(t1_node)
+    by_slicer = sitk.ReadImage(str(tmp_path / "by_slicer.nii.gz"))
+
+    ours = mrml_scene.image_from_volume_node(t1_node)
+
+    assert imageio.Geometry.of(ours).matches(imageio.Geometry.of(by_slicer))
+    np.testing.assert_array_equal(sitk.GetArrayFromImage(ours), sitk.GetArrayFromImage(by_slicer))
+    # A voxel's RAS position in Slicer is its LPS position in the image with x and y negated.
+    matrix = vtk.vtkMatrix4x4()
+    t1_node.GetIJKToRASMatrix(matrix)
+    ras = matrix.MultiplyPoint((3, 7, 11, 1))[:3]
+    lps = ours.TransformIndexToPhysicalPoint((3, 7, 11))
+    np.testing.assert_allclose(ras, (-lps[0], -lps[1], lps[2]), atol=1e-9)
+
+
+def test_volume_under_a_linear_transform_is_written_where_the_user_sees_it(context, t1_node):
+    transform = context.scene.AddNewNodeByClass("vtkMRMLLinearTransformNode")
+    shift = vtk.vtkMatrix4x4()
+    shift.SetElement(0, 3, 10.0)  # 10 mm to the right (RAS x)
+    transform.SetMatrixTransformToParent(shift)
+    before = mrml_scene.image_from_volume_node(t1_node).GetOrigin()
+    t1_node.SetAndObserveTransformNodeID(transform.GetID())
+
+    after = mrml_scene.image_from_volume_node(t1_node).GetOrigin()
+
+    np.testing.assert_allclose(np.subtract(after, before), (-10.0, 0.0, 0.0), atol=1e-9)  # LPS x = -RAS x
+
+
+# --- segmentation through the real child process ---------------------------------------------------------
+
+
+def test_segmentation_lands_on_the_input_grid_with_the_cards_segments(context, t1_node, small_model, tmp_path):
+    card = small_model[0]
+    logic = SegmentationLogic(context)
+    progress = []
+
+    result = logic.segment(request_for(t1_node, small_model), on_progress=progress.append)
+
+    node = result.segmentation_node
+    assert [node.GetSegmentation().GetSegment(i).GetName() for i in segments.segment_ids(node)] == [
+        "Metastasis", "Vertebral body", "Spinal canal"]
+    metastasis = node.GetSegmentation().GetSegment(segments.find_segment_id(node, "metastasis"))
+    assert metastasis.GetColor() == pytest.approx(LABEL_COLORS[0])
+    assert "SCT^0^test" in metastasis.GetTerminology()
+    # The segmentation's grid is the T1 volume's grid, matrix for matrix.
+    geometry = mrml_scene.segmentation_geometry(node)
+    segmentation_matrix, volume_matrix = vtk.vtkMatrix4x4(), vtk.vtkMatrix4x4()
+    geometry.GetImageToWorldMatrix(segmentation_matrix)
+    t1_node.GetIJKToRASMatrix(volume_matrix)
+    np.testing.assert_allclose(mrml_scene.numpy_matrix(segmentation_matrix), mrml_scene.numpy_matrix(volume_matrix),
+                               atol=1e-9)
+    assert geometry.GetDimensions() == t1_node.GetImageData().GetDimensions()
+    # Each voxel holds what the core's own inference gives for the file Slicer writes of this volume.
+    storage = context.scene.AddNewNodeByClass("vtkMRMLVolumeArchetypeStorageNode")
+    storage.SetFileName(str(tmp_path / "t1.nrrd"))
+    assert storage.WriteData(t1_node)
+    expected = _core_segmentation(tmp_path / "t1.nrrd", small_model)
+    for label in card.labels:
+        segment_id = segments.find_segment_id(node, label["name"])
+        mask = sitk.GetArrayFromImage(mrml_scene.segment_mask(node, segment_id))
+        np.testing.assert_array_equal(mask, (expected == label["value"]).astype(np.uint8), err_msg=label["name"])
+    assert (expected > 0).any()
+    # The run reported progress, kept a hidden copy of its output, and left no edits behind.
+    assert progress and progress[-1].percent == 100
+    assert original_prediction(node).GetHideFromEditors()
+    assert not holds_edits(node)
+    # Shown over the T1 in the slice views and as surfaces in 3D.
+    logic.show(result)
+    assert context.application_logic.GetSelectionNode().GetActiveVolumeID() == t1_node.GetID()
+    assert node.GetSegmentation().ContainsRepresentation("Closed surface")
+    assert node.GetDisplayNode().GetVisibility()
+
+
+def _core_segmentation(path, small_model) -> np.ndarray:
+    from SpineMetSegLib import inference
+
+    card, _card_file, weights_file = small_model
+    network = seeded_network(card.raw, seed=3)
+    network.load_state_dict(weights.load_state_dict(weights_file))
+    result = inference.segment_images({"t1": imageio.read_image(path)}, card, network, device="cpu")
+    return sitk.GetArrayFromImage(result.labels)
+
+
+def test_failing_run_leaves_the_scene_and_the_chosen_output_unchanged(context, t1_node, small_model):
+    """The real child process, given a constant volume, fails; nothing in the scene changes."""
+    flat = mrml_scene.add_volume_node(context.scene, oblique_image(np.full(SIZE_IJK[::-1], 5.0, np.float32)), "T1")
+    previous = _imported_result(context, t1_node, small_model[0])
+    output = previous.segmentation_node
+    before, voxels_before = scene_state(context.scene), segment_voxels(output)
+
+    with pytest.raises(SpineMetSegError) as failure:
+        SegmentationLogic(context).segment(request_for(flat, small_model, output_node=output))
+
+    assert "constant" in str(failure.value).lower()
+    assert scene_state(context.scene) == before
+    assert segment_voxels(output) == voxels_before
+
+
+def test_cancelled_run_leaves_the_scene_unchanged(context, t1_node, small_model):
+    before = scene_state(context.scene)
+    job = SegmentationLogic(context).start(request_for(t1_node, small_model))
+    deadline = time.monotonic() + 60
+    while job.progress is None and job.poll() is None and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert job.progress is not None, "the child process never reported progress"
+
+    job.cancel()
+    job.wait()
+
+    with pytest.raises(CancelledError):
+        job.result()
+    assert scene_state(context.scene) == before
+    assert not job.workdir.exists()
+
+
+def _imported_result(context, volume_node, card, image=None):
+    """A result node made by the logic's import step from a known label map (no child process)."""
+    image = oblique_image(spine_like_labels()) if image is None else image
+    return SegmentationLogic(context).import_labels(
+        image, card, {"t1": volume_node}, SegmentationRequest(inputs={"t1": volume_node}))
+
+
+def test_output_holding_edits_is_replaced_only_after_confirmation(context, t1_node, small_model):
+    result = _imported_result(context, t1_node, small_model[0])
+    node = result.segmentation_node
+    _erase_box(node, "metastasis", (slice(5, 9), slice(6, 10), slice(4, 8)))
+    assert holds_edits(node)
+
+    with pytest.raises(SpineMetSegError, match="manual edits"):
+        SegmentationLogic(context).start(request_for(t1_node, small_model, output_node=node))
+
+
+def test_result_on_another_grid_than_its_input_is_refused(context, t1_node, small_model):
+    shifted = oblique_image(spine_like_labels(), origin=(0.0, 0.0, 0.0))
+    before = scene_state(context.scene)
+    with pytest.raises(GeometryError):
+        SegmentationLogic(context).import_labels(shifted, small_model[0], {"t1": t1_node},
+                                                 SegmentationRequest(inputs={"t1": t1_node}))
+    assert scene_state(context.scene) == before
+
+
+# --- lesion table ----------------------------------------------------------------------------------------
+
+
+def _erase_box(node, label_name, box_kji):
+    """A manual edit through the segmentation API: clear voxels of a segment in its own label map."""
+    segment_id = segments.find_segment_id(node, label_name)
+    labelmap = slicer.vtkOrientedImageData()
+    node.GetBinaryLabelmapRepresentation(segment_id, labelmap)
+    extent = labelmap.GetExtent()
+    array = numpy_support.vtk_to_numpy(labelmap.GetPointData().GetScalars()).reshape(
+        labelmap.GetDimensions()[::-1]).copy()
+    k, j, i = (slice(s.start - extent[2 * axis], s.stop - extent[2 * axis]) for axis, s in
+               zip((2, 1, 0), box_kji))
+    array[k, j, i] = 0
+    labelmap.GetPointData().SetScalars(numpy_support.numpy_to_vtk(array.ravel(), deep=True))
+    slicer.vtkSlicerSegmentationsModuleLogic.SetBinaryLabelmapToSegment(
+        labelmap, node, segment_id, slicer.vtkSlicerSegmentationsModuleLogic.MODE_REPLACE)
+
+
+def test_lesion_table_holds_the_cores_measures(context, t1_node, small_model):
+    node = _imported_result(context, t1_node, small_model[0]).segmentation_node
+
+    table = LesionTableLogic(context).update(node)
+
+    expected = lesions.measure_lesions(oblique_image(spine_like_labels()))
+    rows = tables.rows_of(table.table_node)
+    assert len(rows) == len(expected) == 3
+    for row, lesion in zip(rows, expected):
+        assert row["Lesion"] == lesion.id
+        assert row["Volume"] == pytest.approx(lesion.volume_ml)
+        assert row["Largest diameter"] == pytest.approx(lesion.largest_diameter_mm)
+        assert row["Host vertebra"] == str(lesion.host_vertebra)
+        assert row["Distance to canal"] == pytest.approx(lesion.distance_to_canal_mm)
+        assert (row["R"], row["A"], row["S"]) == pytest.approx(lesion.centroid_ras)
+    assert {row["Host vertebra"] for row in rows} == {"1", "2"}
+    assert table.table_node.GetColumnUnitLabel("Volume") == "mL"
+
+
+def test_manual_edit_changes_the_lesion_table_and_the_metrics(context, t1_node, small_model):
+    node = _imported_result(context, t1_node, small_model[0]).segmentation_node
+    table_logic, evaluation = LesionTableLogic(context), EvaluationLogic(context)
+    table = table_logic.update(node)
+    before = tables.rows_of(table.table_node)
+    unchanged = evaluation.compare_with_original(node)
+    assert len(before) == 3
+    assert unchanged.metrics["dice"] == 1.0
+    voxel_ml = np.prod(SPACING) / 1000.0
+    erased = next(row for row in before if row["Volume"] == pytest.approx(4 * 4 * 4 * voxel_ml))
+
+    _erase_box(node, "metastasis", (slice(5, 9), slice(6, 10), slice(4, 8)))  # that lesion, all of it
+
+    table_logic.update(node, table.table_node)
+    rows = tables.rows_of(table.table_node)
+    assert sorted(row["Volume"] for row in rows) == pytest.approx(
+        sorted(row["Volume"] for row in before if row is not erased))
+    assert {row["Host vertebra"] for row in rows} == {"1", "2"} - {erased["Host vertebra"]}
+    changed = evaluation.compare_with_original(node, table_node=unchanged.table_node)
+    assert changed.metrics["dice"] < 1.0
+    assert changed.metrics["lesions"]["reference_count"] == 2  # the corrected segment
+    assert changed.metrics["lesions"]["false_positive"] == 1  # the original still has the erased lesion
+    assert holds_edits(node)
+
+
+def test_remove_lesion_deletes_exactly_that_lesion(context, t1_node, small_model):
+    node = _imported_result(context, t1_node, small_model[0]).segmentation_node
+    logic = LesionTableLogic(context)
+    table = logic.update(node)
+    smallest = min(table.lesions, key=lambda lesion: lesion.volume_ml)
+
+    logic.remove_lesion(node, smallest)
+
+    remaining = logic.update(node, table.table_node).lesions
+    assert sorted(round(x.volume_ml, 6) for x in remaining) == sorted(
+        round(x.volume_ml, 6) for x in table.lesions if x is not smallest)
+
+
+# --- evaluation ------------------------------------------------------------------------------------------
+
+
+def test_metrics_against_a_reference_on_another_grid_agree_with_the_core(context, t1_node, small_model, tmp_path):
+    prediction_labels = spine_like_labels()
+    node = _imported_result(context, t1_node, small_model[0], oblique_image(prediction_labels)).segmentation_node
+    # The reference: a coarser, differently rotated and shifted grid, with its own lesion outline.
+    reference_direction = tuple(sitk.VersorTransform((1.0, 0.0, 0.2), math.radians(8)).GetMatrix())
+    reference_image = sitk.Image([24, 26, 22], sitk.sitkUInt8)
+    reference_image.SetSpacing((1.5, 1.3, 1.4))
+    reference_image.SetOrigin((-40.0, 0.0, 95.0))
+    reference_image.SetDirection(reference_direction)
+    predicted_lesions = oblique_image((prediction_labels == 1).astype(np.uint8))
+    truth = sitk.Resample(sitk.BinaryDilate(predicted_lesions, [1, 1, 1]), reference_image,
+                          sitk.Transform(), sitk.sitkNearestNeighbor, 0, sitk.sitkUInt8)
+    reference_volume = mrml_scene.add_volume_node(context.scene, sitk.Cast(truth, sitk.sitkFloat32), "ref grid")
+    reference_node = _imported_result(context, reference_volume, _truth_card(), truth)
+    reference_node = reference_node.segmentation_node
+
+    evaluation = EvaluationLogic(context).evaluate(
+        reference_node, segments.find_segment_id(reference_node, "truth"),
+        node, segments.find_segment_id(node, "metastasis"))
+
+    expected = metrics.compute_metrics(truth, predicted_lesions, labels=[1], missing_ok=True)["1"]
+    for key in ("dice", "iou", "sensitivity", "specificity", "precision", "hd95_mm", "assd_mm",
+                "volume_reference_ml", "volume_prediction_ml"):
+        assert evaluation.metrics[key] == pytest.approx(expected[key]), key
+    assert evaluation.metrics["lesions"]["detected"] == expected["lesions"]["detected"]
+    assert 0.2 < evaluation.metrics["dice"] < 0.95  # a real disagreement, not two empty masks
+    shown = {row["Metric"]: row["Value"] for row in tables.rows_of(evaluation.table_node)}
+    assert shown["Dice"] == pytest.approx(expected["dice"])
+    assert shown["HD95"] == pytest.approx(expected["hd95_mm"])
+    csv_text = tables.write_csv(evaluation.table_node, tmp_path / "metrics.csv").read_text()
+    assert csv_text.splitlines()[0] == "Metric,Value,Unit,Note"
+    assert f"Dice,{expected['dice']:.6g}" in csv_text
+
+
+def _truth_card():
+    return type("Card", (), {"name": "truth", "version": "-", "labels": [
+        {"name": "truth", "value": 1, "color": [0.2, 0.9, 0.2]}]})()
+
+
+def test_compare_with_original_needs_a_segmentation_made_by_the_module(context, t1_node, small_model):
+    plain = context.scene.AddNewNodeByClass("vtkMRMLSegmentationNode", "drawn by hand")
+    with pytest.raises(SpineMetSegError, match="original prediction"):
+        EvaluationLogic(context).compare_with_original(plain)
+
+
+# --- sample case -----------------------------------------------------------------------------------------
+
+
+def test_sample_case_arrives_as_named_volumes_with_the_phantoms_truth(context):
+    from SpineMetSegLib.mrml import sample_data
+    from SpineMetSegLib.mrml.input_matching import match_volume_nodes
+    from SpineMetSegLib.phantom import generate_case
+
+    case = sample_data.load_sample_case(context)
+
+    assert match_volume_nodes(context.scene) == case.volumes  # the selectors fill themselves
+    phantom = generate_case(sample_data.SAMPLE_SEED, acquisition=sample_data.SAMPLE_ACQUISITION)
+    truth_voxels = int((sitk.GetArrayViewFromImage(phantom.lesions) > 0).sum())
+    truth_id = segments.find_segment_id(case.truth_node, "metastasis")
+    assert segment_voxels(case.truth_node)[truth_id] == truth_voxels > 0
+    assert len(LesionTableLogic(context).measure(case.truth_node)) == len(case.info["lesions"]) >= 2
+    t1 = mrml_scene.image_from_volume_node(case.volumes["t1"])
+    assert imageio.Geometry.of(t1).matches(imageio.Geometry.of(phantom.images["t1"]))
+
+
+# --- inputs, dependencies, models ------------------------------------------------------------------------
+
+
+def test_volume_names_fill_the_sequence_selectors(context):
+    from SpineMetSegLib.mrml.input_matching import match_volume_nodes
+
+    image = oblique_image(np.zeros(SIZE_IJK[::-1], np.float32))
+    names = ["T12 localizer", "sag_T2_tse", "sag_t2_tirm", "Sag T1 TSE", "seg labels"]
+    nodes = {name: mrml_scene.add_volume_node(context.scene, image, name) for name in names[:4]}
+    mrml_scene.add_volume_node(context.scene, image, names[4], "vtkMRMLLabelMapVolumeNode")
+
+    matched = match_volume_nodes(context.scene)
+
+    assert matched == {"t1": nodes["Sag T1 TSE"], "t2": nodes["sag_T2_tse"], "stir": nodes["sag_t2_tirm"]}
+
+
+def test_missing_requirements_name_absent_and_too_old_packages(tmp_path):
+    from SpineMetSegLib.mrml import dependencies
+
+    requirements = tmp_path / "requirements.txt"
+    requirements.write_text("# comment\nnumpy>=1.0\nscipy>=999.0\nno-such-package-spinemetseg>=1.0\n")
+
+    missing = dependencies.missing_requirements(requirements)
+
+    assert [(r.name, r.installed is None) for r in missing] == [
+        ("scipy", False), ("no-such-package-spinemetseg", True)]
+    assert dependencies.pip_arguments(missing) == ["scipy>=999.0", "no-such-package-spinemetseg>=1.0"]
+    assert not dependencies.torch_missing(missing)
+    assert "installed" in dependencies.describe(missing)
+
+
+def test_shipped_requirements_are_installed_in_this_environment():
+    from SpineMetSegLib.mrml import dependencies
+
+    assert dependencies.missing_requirements() == []
+    assert [r.name for r in dependencies.requirements()][0] == "torch"  # before MONAI, which would pull its own
+
+
+def test_offline_is_told_apart_from_online():
+    import socket
+
+    from SpineMetSegLib.mrml import dependencies
+
+    with socket.socket() as server:
+        server.bind(("127.0.0.1", 0))
+        server.listen()
+        port = server.getsockname()[1]
+        assert dependencies.is_online("127.0.0.1", port, timeout_s=2.0)
+    closed_port = port  # nothing listens there any more
+    assert not dependencies.is_online("127.0.0.1", closed_port, timeout_s=2.0)
+
+
+def test_download_progress_bar_lines_become_progress():
+    import io
+
+    from SpineMetSegLib.cli.models import ProgressBar
+    from SpineMetSegLib.mrml.model_logic import parse_download_progress
+
+    stream = io.StringIO()
+    bar = ProgressBar("model 1.0.0", stream)
+    for done in (0, 400, 1000):
+        bar(done, 1000)
+
+    percents = [parse_download_progress(line).percent for line in stream.getvalue().splitlines()]
+
+    assert percents == [0, 40, 100]
+    assert parse_download_progress("model: spinemetseg-default 1.0.0 on cpu") is None
+
+
+@pytest.fixture
+def served_model(tmp_path, monkeypatch):
+    """A catalog whose only model is served over HTTP on 127.0.0.1."""
+    import hashlib
+    import http.server
+    import json
+    import threading
+
+    folder = tmp_path / "served"
+    folder.mkdir()
+    card = make_card(dimensions=2, patch_size=[32, 32], channels=(4, 8), strides=(2,))
+    weights.save_state_dict(seeded_network(card).state_dict(), folder / "model.safetensors")
+    payload = (folder / "model.safetensors").read_bytes()
+
+    class Handler(http.server.SimpleHTTPRequestHandler):
+        def __init__(self, *args, **kwargs):
+            super().__init__(*args, directory=str(folder), **kwargs)
+
+        def log_message(self, *args):
+            pass
+
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    card["file"] = {"url": f"http://127.0.0.1:{server.server_address[1]}/model.safetensors", "size": len(payload),
+                    "sha256": hashlib.sha256(payload).hexdigest(), "format": "safetensors"}
+    catalog_file = tmp_path / "catalog.json"
+    catalog_file.write_text(json.dumps({"schema_version": 1, "default": card["name"], "models": [card]}))
+    monkeypatch.setenv("SPINEMETSEG_CATALOG", str(catalog_file))
+    yield catalog_file
+    server.shutdown()
+
+
+def test_model_is_downloaded_by_a_child_process_with_progress(served_model):
+    from SpineMetSegLib.mrml.model_logic import ModelLogic
+
+    logic = ModelLogic(catalog_path=served_model)
+    (entry,) = logic.entries()
+    assert not entry.available and "not downloaded" in entry.label
+    progress = []
+
+    job = logic.start_download(entry.card, on_progress=progress.append)
+    job.wait()
+    job.check()
+
+    assert progress and progress[-1].percent == 100
+    (entry,) = logic.entries()
+    assert entry.available and "T1, T2, STIR" in entry.label
+
+
+def test_default_model_is_listed_first_and_is_on_this_computer():
+    from SpineMetSegLib.mrml.model_logic import ModelLogic
+
+    entries = ModelLogic().entries()
+
+    assert entries[0].card.name == catalog.DEFAULT_MODEL_NAME and entries[0].default
+    assert entries[0].available  # embedded in the extension: usable offline
+    assert "synthetic" in entries[0].description.lower()
+
+
+def test_self_test_workflow_on_the_sample_case(context):
+    """What SpineMetSegTest does in Slicer: sample case, default model, one lesion removed, Dice vs the truth."""
+    from SpineMetSegLib.mrml import sample_data
+
+    card = catalog.load_catalog().get()
+    if "dice" not in card.raw.get("metrics", {}):
+        pytest.skip("the embedded default model holds placeholder weights (its card has no measured Dice yet)")
+
+    report = sample_data.run_workflow(context, device="cpu")
+
+    assert report.lesions_found >= 1
+    assert report.lesions_after_edit == report.lesions_found - 1
+    assert report.change_dice < 1.0
+    assert report.dice_after_edit > sample_data.SELF_TEST_MIN_DICE
