@@ -1,16 +1,108 @@
-"""``spinemetseg train``: Train or fine-tune a model on synthetic and/or your own cases (arrives with issue 6)."""
+"""``spinemetseg train``: train or fine-tune a model on synthetic cases, your own cases, or both.
+
+Usage::
+
+    spinemetseg train --output runs/a --steps 4000                         # synthetic cases made on the fly
+    spinemetseg train --output runs/b --data /data/Dataset101_Spine --no-synthetic --fine-tune spinemetseg-default
+    spinemetseg train --output runs/a --steps 4000 --resume                # continue after an interruption
+    torchrun --nproc_per_node 2 -m SpineMetSegLib.cli train --output runs/c   # several GPUs / nodes
+
+The result is ``<name>-<version>.safetensors`` and its model card ``<name>-<version>.json`` in the output
+folder; add it to the catalog with ``spinemetseg models import FILE --card CARD``.
+"""
 
 from __future__ import annotations
 
 import argparse
-
-from ..errors import SpineMetSegError
+import shlex
+import sys
 
 
 def register(subcommands: argparse._SubParsersAction) -> None:
-    parser = subcommands.add_parser("train", help="Train or fine-tune a model on synthetic and/or your own cases (not available yet)")
+    parser = subcommands.add_parser(
+        "train",
+        help="Train or fine-tune a model on synthetic and/or your own cases",
+        description="Train a 2D model on synthetic phantom cases generated on the fly and/or a folder of annotated "
+        "cases (MSD / nnU-Net layout: imagesTr/, labelsTr/, dataset.json). Writes a safetensors file and a "
+        "model card that 'spinemetseg models import' accepts.",
+    )
+    parser.add_argument("--output", required=True, help="folder for checkpoint, log, curves and the model")
+    parser.add_argument("--data", metavar="FOLDER",
+                        help="folder of annotated cases (imagesTr/, labelsTr/, dataset.json)")
+    parser.add_argument("--no-synthetic", action="store_true", help="train on --data only, no synthetic cases")
+    parser.add_argument("--synthetic-fraction", type=float, default=0.5,
+                        help="share of patches from synthetic cases when --data is given too (default 0.5)")
+    parser.add_argument("--validation-cases", type=int, default=4,
+                        help="held-out synthetic cases checked every --validate-every steps (default 4)")
+    parser.add_argument("--folder-validation-cases", type=int, default=0,
+                        help="last N cases of --data held out for validation (default 0)")
+    parser.add_argument("--steps", type=int, default=4000)
+    parser.add_argument("--batch-size", type=int, default=16)
+    parser.add_argument("--patch-size", type=int, nargs=2, default=(128, 128), metavar=("H", "W"))
+    parser.add_argument("--learning-rate", type=float, default=2e-3)
+    parser.add_argument("--weight-decay", type=float, default=1e-4)
+    parser.add_argument("--warmup-steps", type=int, default=100)
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--pool-size", type=int, default=24, help="synthetic cases held at once (default 24)")
+    parser.add_argument("--refresh-every", type=int, default=20,
+                        help="steps between replacing the oldest synthetic case (default 20)")
+    parser.add_argument("--workers", type=int, default=1, help="background processes generating synthetic cases")
+    parser.add_argument("--keep-all-channels", type=float, default=0.4,
+                        help="probability that a patch keeps all sequences (else a random subset; default 0.4)")
+    parser.add_argument("--lesion-fraction", type=float, default=0.5,
+                        help="share of patches centred on a lesion voxel (default 0.5)")
+    parser.add_argument("--validate-every", type=int, default=500)
+    parser.add_argument("--checkpoint-every", type=int, default=250)
+    parser.add_argument("--log-every", type=int, default=10)
+    parser.add_argument("--device", default="auto", help="auto, cpu, cuda (default auto)")
+    parser.add_argument("--threads", type=int, default=0, help="CPU threads for torch (default: torch's choice)")
+    parser.add_argument("--fine-tune", metavar="MODEL", help="start from this catalog model (NAME or NAME:VERSION)")
+    parser.add_argument("--channels", type=int, nargs="+", help="UNet channels per level (default: the base card's)")
+    parser.add_argument("--strides", type=int, nargs="+", help="UNet strides (default: the base card's)")
+    parser.add_argument("--name", default="spinemetseg-custom", help="model name in the card")
+    parser.add_argument("--version", dest="model_version", default="1.0.0", help="model version in the card")
+    parser.add_argument("--resume", action="store_true", help="continue from the checkpoint in --output")
+    parser.add_argument("--no-progress-bar", action="store_true", help="no progress bar on standard error")
     parser.set_defaults(run=run)
 
 
 def run(args: argparse.Namespace) -> int:
-    raise SpineMetSegError("'spinemetseg train' is not available in this version yet.")
+    from ..progress import ProgressReporter
+    from ..training import TrainConfig, train
+
+    config = TrainConfig(
+        output=args.output,
+        steps=args.steps,
+        batch_size=args.batch_size,
+        patch_size=tuple(args.patch_size),
+        learning_rate=args.learning_rate,
+        weight_decay=args.weight_decay,
+        warmup_steps=args.warmup_steps,
+        seed=args.seed,
+        synthetic=not args.no_synthetic,
+        folder=args.data,
+        synthetic_fraction=args.synthetic_fraction,
+        folder_validation_cases=args.folder_validation_cases,
+        pool_size=args.pool_size,
+        refresh_every=args.refresh_every,
+        workers=args.workers,
+        keep_all_channels_probability=args.keep_all_channels,
+        lesion_patch_fraction=args.lesion_fraction,
+        validate_every=args.validate_every,
+        validation_cases=args.validation_cases if not args.no_synthetic else 0,
+        checkpoint_every=args.checkpoint_every,
+        log_every=args.log_every,
+        device=args.device,
+        threads=args.threads,
+        fine_tune=args.fine_tune,
+        name=args.name,
+        version=args.model_version,
+        network_channels=args.channels,
+        network_strides=args.strides,
+        command="spinemetseg " + " ".join(shlex.quote(a) for a in sys.argv[1:]),
+    )
+    result = train(config, resume=args.resume, progress=ProgressReporter(), progress_bar=not args.no_progress_bar)
+    if result.model_file is not None:
+        print(f"model: {result.model_file}\ncard: {result.card_file}\n"
+              f"add it with: spinemetseg models import {result.model_file} --card {result.card_file}")
+    return 0
