@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import dataclasses
+
 import numpy as np
 import pytest
 import SimpleITK as sitk
@@ -177,6 +179,62 @@ def test_a_removed_lesion_takes_its_fallback_label():
     assert volumes == []
     assert cleaned[2, 2, 2] == ModelLabel.SPINAL_CANAL
     assert (cleaned[labels != ModelLabel.SPINAL_CANAL] == 0).all()
+
+
+def test_a_fallback_function_is_asked_only_for_the_removed_voxels():
+    labels = np.zeros((8, 8, 8), dtype=np.uint8)
+    labels[1:3, 1:3, 1:3] = ModelLabel.METASTASIS  # 8 voxels: kept
+    labels[6, 5, 4] = ModelLabel.METASTASIS  # a speck: removed
+    asked = []
+
+    def fallback(points):
+        asked.append([index.tolist() for index in points])
+        return np.full(points[0].size, ModelLabel.SPINAL_CANAL, dtype=np.uint8)
+
+    cleaned, volumes = clean_lesions(labels, fallback, voxel_volume_ml=0.001, min_lesion_volume_ml=0.005)
+    assert volumes == [pytest.approx(0.008)]
+    assert asked == [[[6], [5], [4]]]
+    assert cleaned[6, 5, 4] == ModelLabel.SPINAL_CANAL
+    assert (cleaned == ModelLabel.METASTASIS).sum() == 8
+
+
+def test_an_image_not_much_larger_than_the_patch_is_one_window_padded_to_the_network_stride():
+    card = make_card(patch_size=[32, 32])  # strides (2,): windows are multiples of 2
+    plan = inference.WindowPlan.of(card, (5, 45, 47))
+    assert plan.roi == (46, 48) and plan.whole_images and plan.beyond_patch and plan.windows_per_image() == 1
+    assert inference.WINDOW_MAX_SCALE * 32 == 48
+    larger = inference.WindowPlan.of(card, (5, 49, 47))  # 50 > 48: windows of the card's patch
+    assert larger.roi == (32, 32) and not larger.whole_images and larger.windows_per_image() == 4
+
+
+@pytest.mark.parametrize("tta", [False, True])
+def test_one_whole_image_window_gives_what_overlapping_windows_give_for_a_pointwise_network(tta):
+    card = make_card(patch_size=[32, 32])
+    array = np.random.default_rng(5).standard_normal((3, 3, 45, 47)).astype(np.float32)
+    whole = inference.WindowPlan.of(card, array.shape[1:])
+    windows = dataclasses.replace(whole, roi=(32, 32))
+    assert whole.whole_images and windows.windows_per_image() == 4
+    network, cpu = ThresholdNet(threshold=0.5), torch.device("cpu")
+    expected = inference.predict_volume(network, array, windows, cpu, 2, tta=tta, mixed_precision=False)
+    found = inference.predict_volume(network, array, whole, cpu, 2, tta=tta, mixed_precision=False)
+    assert found.shape == expected.shape == (4,) + array.shape[1:]
+    np.testing.assert_allclose(found, expected, atol=1e-5)
+    assert found[1].max() > 0.9 and found[1].min() < 0.1  # the lesion channel varies: a shift would show
+
+
+@pytest.mark.parametrize("grid", sorted(GRIDS))
+def test_inputs_are_interpolated_onto_the_model_grid_as_sitk_linear_resampling_does(grid):
+    image = sitk.Cast(mri_like(**GRIDS[grid], lesion=LESION_BOX), sitk.sitkInt16)
+    oriented, _, _ = preprocessing.oriented_grid(image, "LPS")
+    # Another input's grid, turned by a few degrees about the same origin: not axis-aligned, so sitk.Resample.
+    direction = np.array(oblique(5.0, 3.0)).reshape(3, 3) @ np.array(GRIDS[grid]["direction"]).reshape(3, 3)
+    turned = imageio.Geometry.of(mri_like(**{**GRIDS[grid], "direction": tuple(direction.ravel())}))
+    for model_grid in (preprocessing.target_grid(oriented, (None, 1.0, 1.3)), turned):
+        expected = preprocessing.image_to_array(preprocessing.resample_to_geometry(image, model_grid))
+        found = preprocessing.interpolated_array(image, model_grid)
+        assert found.dtype == np.float32 and found.shape == tuple(model_grid.size)
+        assert expected.max() > 100  # the grids overlap: the body is in both
+        np.testing.assert_allclose(found, expected, atol=1e-3)
 
 
 def _smooth_probabilities(shape, seed=0):

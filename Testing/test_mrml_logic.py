@@ -181,9 +181,9 @@ def test_segmentation_lands_on_the_input_grid_with_the_cards_segments(context, t
     assert geometry.GetDimensions() == t1_node.GetImageData().GetDimensions()
     # Each voxel holds what the core's own inference gives for the file Slicer writes of this volume.
     storage = context.scene.AddNewNodeByClass("vtkMRMLVolumeArchetypeStorageNode")
-    storage.SetFileName(str(tmp_path / "t1.nrrd"))
+    storage.SetFileName(str(tmp_path / "t1.nii.gz"))  # the format the logic hands the child process
     assert storage.WriteData(t1_node)
-    expected = _core_segmentation(tmp_path / "t1.nrrd", small_model)
+    expected = _core_segmentation(tmp_path / "t1.nii.gz", small_model)
     for label in card.labels:
         segment_id = segments.find_segment_id(node, label["name"])
         mask = sitk.GetArrayFromImage(mrml_scene.segment_mask(node, segment_id))

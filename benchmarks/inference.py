@@ -12,10 +12,12 @@ The case: phantom seed ``--seed`` with the ``sagittal2d`` acquisition, resampled
 Two methods with the same weights, timed from images in memory to the label map on the input grid (reading
 files and loading the model are left out; they are the same for both):
 
-- ``ours``: ``inference.segment_images``: one interpolation per input straight onto the model grid (no
-  DICOMOrient pass), crop to the body (widened to one window), Gaussian blending with overlap 0.25, batches of
-  windows, ``torch.inference_mode``, bfloat16 where the CPU has it natively (mixed precision and channels-last
-  on CUDA), labels back on the input grid interpolating only near label boundaries (``regrid``);
+- ``ours``: ``inference.segment_images``: one separable interpolation per input straight onto the model grid
+  (no DICOMOrient pass), crop to the body (widened to one window), one window per slice when the cropped slice
+  is at most 1.5 times the card's patch (else Gaussian blending with overlap 0.25), batches of slices,
+  ``torch.inference_mode``, bfloat16 where the CPU has it natively (mixed precision and channels-last on CUDA),
+  labels back on the input grid interpolating only near label boundaries (``regrid``), lesion clean-up in the
+  box around the lesions;
 - ``baseline``: the straightforward pipeline with the same card steps (``baseline_segment``): DICOMOrient and
   resample, the same normalisation, no crop, MONAI's sliding window over the whole resampled volume (overlap 0.5,
   constant blending, batch 1, float32, ``torch.no_grad``), each class probability resampled onto the input grid,

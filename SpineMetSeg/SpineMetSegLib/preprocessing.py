@@ -31,7 +31,7 @@ from typing import Any, Dict, List, Mapping, Optional, Sequence, Tuple
 import numpy as np
 import SimpleITK as sitk
 
-from . import imageio
+from . import imageio, regrid
 from .errors import GeometryError, ImageError, ModelError
 
 # CT, not MRI: air is about -1000 HU and many voxels of any body CT are air. MRI is never that negative in bulk.
@@ -216,8 +216,22 @@ def model_arrays(images: Mapping[str, sitk.Image], card: Any) -> Tuple[Dict[str,
         if grid.matches(oriented, 1e-6) and imageio.Geometry.of(image).matches(imageio.Geometry.of(first), 1e-6):
             arrays[name] = reoriented_array(image, axes, flips)
         else:
-            arrays[name] = image_to_array(resample_to_geometry(image, grid))
+            arrays[name] = interpolated_array(image, grid)
     return arrays, grid
+
+
+def interpolated_array(image: sitk.Image, grid: imageio.Geometry) -> np.ndarray:
+    """``image`` linearly interpolated onto ``grid`` as a float32 (i, j, k) array, 0 outside ``image``.
+
+    The model grid is usually the image's own axes reoriented and rescaled: then the interpolation is separable
+    (``regrid.interpolate``, the same values as ``sitk.Resample`` to float rounding, about twice as fast);
+    otherwise (an oblique second input) ``sitk.Resample``.
+    """
+    try:
+        maps = regrid.axis_maps(imageio.Geometry.of(image), grid)
+    except ValueError:
+        return image_to_array(resample_to_geometry(image, grid))
+    return regrid.interpolate(sitk.GetArrayViewFromImage(image).transpose(2, 1, 0), maps).transpose(2, 1, 0)
 
 
 def intensity_statistics(array: np.ndarray, spec: Mapping[str, Any]) -> Tuple[float, float, float, float]:
@@ -236,11 +250,12 @@ def intensity_statistics(array: np.ndarray, spec: Mapping[str, Any]) -> Tuple[fl
     values = sample[sample > 0]
     if values.size == 0:
         values = sample
-    values = values.astype(np.float64)
+    # Percentiles in the image's float32 (a float64 copy only slows the partition); sums in float64.
+    values = values.astype(np.float32, copy=False)
     low, high = np.percentile(values, [float(spec["lower_percentile"]), float(spec["upper_percentile"])])
     values = np.clip(values, low, high)
-    std = float(values.std())
-    return float(low), float(high), float(values.mean()), std if std > 0 else 1.0
+    std = float(values.std(dtype=np.float64))
+    return float(low), float(high), float(values.mean(dtype=np.float64)), std if std > 0 else 1.0
 
 
 def normalise(array: np.ndarray, statistics: Tuple[float, float, float, float]) -> np.ndarray:
