@@ -23,7 +23,7 @@ def test_demo_writes_case_segmentation_metrics_and_overlay_and_prints_the_scores
     segmentation = imageio.read_image(output / "segmentation.nii.gz")
     assert imageio.Geometry.of(segmentation).matches(imageio.Geometry.of(t1))
     assert (output / "overlay.png").read_bytes()[:8] == PNG_SIGNATURE
-    scores = json.loads((output / "metrics.json").read_text())
+    scores = json.loads((output / "metrics.json").read_text(encoding="utf-8"))
     # The printed Dice is that of the written segmentation against the written truth.
     truth = sitk.GetArrayFromImage(imageio.read_image(output / "case" / "lesions.nii.gz")) > 0
     found = sitk.GetArrayFromImage(segmentation) == 1

@@ -54,7 +54,7 @@ def test_evaluate_prints_a_table_and_writes_json_csv_and_png(pair, tmp_path: Pat
     assert code == 0
     assert "specificity over the whole image grid" in printed
     assert "Lesions missed" in printed and "HD95" in printed
-    result = json.loads((out / "m.json").read_text())
+    result = json.loads((out / "m.json").read_text(encoding="utf-8"))
     assert list(result) == ["1"]
     assert all(key in result["1"] for key in DESIGN_KEYS)
     assert all(key in result["1"]["lesions"] for key in DESIGN_LESION_KEYS)
@@ -84,14 +84,14 @@ def test_evaluate_without_label_reports_every_label(pair, tmp_path: Path):
     code = main(["evaluate", "--reference", str(reference), "--prediction", str(prediction),
                  "--json", str(tmp_path / "m.json")])  # fmt: skip
     assert code == 0
-    assert list(json.loads((tmp_path / "m.json").read_text())) == ["1", "2", "3"]
+    assert list(json.loads((tmp_path / "m.json").read_text(encoding="utf-8"))) == ["1", "2", "3"]
 
 
 def test_evaluate_lesion_options_reach_the_json(pair, tmp_path: Path):
     reference, prediction = pair
     main(["evaluate", "--reference", str(reference), "--prediction", str(prediction), "--label", "1",
           "--iou-threshold", "0.5", "--min-lesion-volume", "0.3", "--json", str(tmp_path / "m.json")])  # fmt: skip
-    lesions = json.loads((tmp_path / "m.json").read_text())["1"]["lesions"]
+    lesions = json.loads((tmp_path / "m.json").read_text(encoding="utf-8"))["1"]["lesions"]
     assert lesions["match_rule"] == "intersection over union >= 0.5"
     # Lesions A (0.315 mL) and C (0.648 mL) remain; B (0.288 mL) and the false positive (0.225 mL) are ignored.
     assert (lesions["reference_count"], lesions["prediction_count"], lesions["false_positive"]) == (2, 2, 0)
@@ -108,7 +108,7 @@ def test_reference_with_one_value_per_lesion(tmp_path: Path, capsys):
     code = main(["evaluate", "--reference", str(reference), "--prediction", str(prediction), "--label", "1",
                  "--reference-instances", "--json", str(tmp_path / "m.json")])  # fmt: skip
     assert code == 0
-    result = json.loads((tmp_path / "m.json").read_text())["1"]
+    result = json.loads((tmp_path / "m.json").read_text(encoding="utf-8"))["1"]
     assert result["dice"] == 1.0 and result["lesions"]["detected"] == 2
 
 
@@ -126,7 +126,7 @@ def test_cohort_prints_per_case_rows_and_summaries_and_writes_files(tmp_path: Pa
     assert code == 0
     assert "unpaired" in captured.err
     assert "mean ± SD" in captured.out and "median" in captured.out
-    result = json.loads((out / "c.json").read_text())
+    result = json.loads((out / "c.json").read_text(encoding="utf-8"))
     assert sorted(result["cases"]) == ["case1", "case2", "case3"]
     dices = [result["cases"][name]["1"]["dice"] for name in ("case1", "case2", "case3")]
     summary = result["summary"]["1"]["dice"]
@@ -151,7 +151,7 @@ def test_cohort_case_without_the_label_counts_as_agreement(tmp_path: Path):
     code = main(["evaluate", "--reference-dir", str(references), "--prediction-dir", str(predictions),
                  "--label", "1", "--json", str(tmp_path / "c.json")])  # fmt: skip
     assert code == 0
-    result = json.loads((tmp_path / "c.json").read_text())
+    result = json.loads((tmp_path / "c.json").read_text(encoding="utf-8"))
     assert result["cases"]["healthy"]["1"]["dice"] == 1.0
     assert result["summary"]["1"]["hd95_mm"]["n"] == 1  # undefined for the healthy case, left out
 

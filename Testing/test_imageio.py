@@ -213,7 +213,7 @@ def test_failed_write_leaves_no_partial_file_and_keeps_what_was_there(tmp_path: 
     (target / "notes.txt").write_text("keep me")
     with pytest.raises(SpineMetSegError, match="Cannot write"):
         imageio.write_image(oblique_volume(), target)
-    assert (target / "notes.txt").read_text() == "keep me"
+    assert (target / "notes.txt").read_text(encoding="utf-8") == "keep me"
     assert [p.name for p in tmp_path.iterdir()] == ["result.nrrd"]
 
 

@@ -151,7 +151,7 @@ def test_importing_a_user_trained_model_with_its_card(home, capsys, user_model):
 
 def test_a_user_model_whose_tensors_do_not_fit_its_card_is_refused(home, capsys, tmp_path, user_model):
     weights, card_path = user_model
-    card = json.loads(card_path.read_text())
+    card = json.loads(card_path.read_text(encoding="utf-8"))
     card["network"] = {**TINY_NETWORK, "channels": [4, 16]}
     card_path.write_text(json.dumps(card))
     code, _, err = run(capsys, "import", str(weights), "--card", str(card_path))
@@ -174,7 +174,7 @@ def test_a_user_model_that_is_a_pickle_is_refused(home, capsys, tmp_path, user_m
     pickled = tmp_path / "mine.pt"
     marker = tmp_path / "marker"
     pickled.write_bytes(pickle.dumps({"weight": WritesMarker(marker)}))
-    card = json.loads(card_path.read_text())
+    card = json.loads(card_path.read_text(encoding="utf-8"))
     data = pickled.read_bytes()
     card["file"].update(format="pt", size=len(data), sha256=hashlib.sha256(data).hexdigest())
     card_path.write_text(json.dumps(card))
@@ -185,7 +185,7 @@ def test_a_user_model_that_is_a_pickle_is_refused(home, capsys, tmp_path, user_m
 
 def test_a_card_that_does_not_match_the_file_is_refused(home, capsys, user_model):
     weights, card_path = user_model
-    card = json.loads(card_path.read_text())
+    card = json.loads(card_path.read_text(encoding="utf-8"))
     card["file"]["sha256"] = "0" * 64
     card_path.write_text(json.dumps(card))
     code, _, err = run(capsys, "import", str(weights), "--card", str(card_path))

@@ -376,7 +376,7 @@ def test_metrics_against_a_reference_on_another_grid_agree_with_the_core(context
     shown = {row["Metric"]: row["Value"] for row in tables.rows_of(evaluation.table_node)}
     assert shown["Dice"] == pytest.approx(expected["dice"])
     assert shown["HD95"] == pytest.approx(expected["hd95_mm"])
-    csv_text = tables.write_csv(evaluation.table_node, tmp_path / "metrics.csv").read_text()
+    csv_text = tables.write_csv(evaluation.table_node, tmp_path / "metrics.csv").read_text(encoding="utf-8")
     assert csv_text.splitlines()[0] == "Metric,Value,Unit,Note"
     assert f"Dice,{expected['dice']:.6g}" in csv_text
 
@@ -543,10 +543,6 @@ def test_default_model_is_listed_first_and_is_on_this_computer():
 def test_self_test_workflow_on_the_sample_case(context):
     """What SpineMetSegTest does in Slicer: sample case, default model, one lesion removed, Dice vs the truth."""
     from SpineMetSegLib.mrml import sample_data
-
-    card = catalog.load_catalog().get()
-    if "dice" not in card.raw.get("metrics", {}):
-        pytest.skip("the embedded default model holds placeholder weights (its card has no measured Dice yet)")
 
     report = sample_data.run_workflow(context, device="cpu")
 

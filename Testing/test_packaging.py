@@ -25,7 +25,7 @@ def installed_files() -> list:
 
 
 def cmake_listed_files() -> set:
-    text = (MODULE / "CMakeLists.txt").read_text()
+    text = (MODULE / "CMakeLists.txt").read_text(encoding="utf-8")
     text = text.replace("${MODULE_NAME}", "SpineMetSeg")
     return set(re.findall(r"^\s+((?:SpineMetSegLib|Resources)/\S+|SpineMetSeg\.py)\s*$", text, re.MULTILINE))
 
@@ -41,13 +41,13 @@ def test_module_cmakelists_lists_only_files_that_exist():
 
 
 def test_module_cmakelists_builds_a_scripted_module_with_the_module_file():
-    text = (MODULE / "CMakeLists.txt").read_text()
+    text = (MODULE / "CMakeLists.txt").read_text(encoding="utf-8")
     assert "slicerMacroBuildScriptedModule" in text
     assert "SpineMetSeg.py" in cmake_listed_files() or "${MODULE_NAME}.py" in text
 
 
 def test_extension_cmakelists_has_the_metadata_the_extensions_index_needs():
-    text = (ROOT / "CMakeLists.txt").read_text()
+    text = (ROOT / "CMakeLists.txt").read_text(encoding="utf-8")
     for key in ("EXTENSION_HOMEPAGE", "EXTENSION_CONTRIBUTORS", "EXTENSION_DESCRIPTION", "EXTENSION_ICONURL",
                 "EXTENSION_SCREENSHOTURLS"):
         assert re.search(rf'set\({key} "[^"]+"\)', text), key
@@ -60,10 +60,10 @@ def test_extension_cmakelists_has_the_metadata_the_extensions_index_needs():
 
 def test_s4ext_and_catalog_entry_agree_with_cmakelists():
     s4ext = dict(
-        line.split(" ", 1) for line in (ROOT / "SpineMetSeg.s4ext").read_text().splitlines()
+        line.split(" ", 1) for line in (ROOT / "SpineMetSeg.s4ext").read_text(encoding="utf-8").splitlines()
         if line.strip() and not line.startswith("#") and " " in line
     )
-    entry = json.loads((ROOT / "SpineMetSeg.json").read_text())
+    entry = json.loads((ROOT / "SpineMetSeg.json").read_text(encoding="utf-8"))
     assert s4ext["category"] == entry["category"] == "Segmentation"
     assert s4ext["depends"].split() == entry["build_dependencies"] == ["PyTorch"]
     assert s4ext["scmurl"] == entry["scm_url"]
@@ -85,7 +85,7 @@ def test_core_imports_without_slicer_or_qt():
         "sys.modules['slicer'] = None; sys.modules['qt'] = None; sys.modules['ctk'] = None\n"
         "import SpineMetSegLib\n"
         "for info in pkgutil.walk_packages(SpineMetSegLib.__path__, 'SpineMetSegLib.'):\n"
-        "    if '.mrml' not in info.name and not info.name.endswith('.widget'):\n"
+        "    if '.mrml' not in info.name and not info.name.endswith(('.widget', '__main__')):\n"
         "        importlib.import_module(info.name)\n"
         "print('ok')\n"
     )
@@ -103,8 +103,8 @@ def test_command_line_help_lists_every_subcommand():
 
 
 def test_readme_test_command_is_the_one_ci_runs():
-    readme = (ROOT / "README.md").read_text()
-    ci = (ROOT / ".ci" / "run").read_text()
+    readme = (ROOT / "README.md").read_text(encoding="utf-8")
+    ci = (ROOT / ".ci" / "run").read_text(encoding="utf-8")
     command = "python -m pytest Testing"
     assert command in readme
     assert command in ci

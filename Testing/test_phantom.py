@@ -409,7 +409,7 @@ def test_written_files_read_back_with_geometry_and_case_json(tmp_path):
         sitk.GetArrayFromImage(sitk.ReadImage(str(tmp_path / "case" / "lesions.nii.gz"))),
         sitk.GetArrayFromImage(case.lesions),
     )
-    info = json.loads((tmp_path / "case" / "case.json").read_text())
+    info = json.loads((tmp_path / "case" / "case.json").read_text(encoding="utf-8"))
     assert info["seed"] == case.info["seed"] and info["contrast"] == "standard"
     assert info["acquisition"]["kind"] == "sagittal2d"
     assert {"lesions", "look_alikes", "vertebrae"} <= set(info)
@@ -423,7 +423,7 @@ def test_cli_writes_all_files_with_preview_and_reports_lesions(tmp_path, capsys)
     assert code == 0
     assert {p.name for p in (tmp_path / "out").iterdir()} == CASE_FILES | {"preview.png"}
     output = capsys.readouterr().out
-    info = json.loads((tmp_path / "out" / "case.json").read_text())
+    info = json.loads((tmp_path / "out" / "case.json").read_text(encoding="utf-8"))
     assert f"{len(info['lesions'])} lesion(s)" in output
     assert re.search(r"lesion 1: (lytic|sclerotic|mixed) in [TL]\d+, [\d.]+ mL, diameter [\d.]+ mm", output)
 
@@ -450,4 +450,4 @@ def test_cli_output_that_is_a_file_exits_2_and_keeps_the_file(tmp_path, capsys):
     target.write_text("mine")
     assert main(["phantom", "--seed", "1", "--output", str(target)]) == 2
     assert "is a file" in capsys.readouterr().err
-    assert target.read_text() == "mine"
+    assert target.read_text(encoding="utf-8") == "mine"

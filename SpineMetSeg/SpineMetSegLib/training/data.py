@@ -207,7 +207,7 @@ class FolderDataset:
                 "(Medical Segmentation Decathlon / nnU-Net layout)"
             )
         try:
-            self.description = json.loads(description.read_text())
+            self.description = json.loads(description.read_text(encoding="utf-8"))
         except json.JSONDecodeError as error:
             raise ImageError(f"{description} is not valid JSON: {error}") from None
         self.file_ending = self.description.get("file_ending", ".nii.gz")
