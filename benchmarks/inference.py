@@ -197,7 +197,7 @@ def agreement(folder: Path) -> Dict[str, float]:
 def peak_rss_mb() -> float:
     """The process's peak resident memory (VmHWM), in MB."""
     try:
-        for line in Path("/proc/self/status").read_text().splitlines():
+        for line in Path("/proc/self/status").read_text(encoding="utf-8").splitlines():
             if line.startswith("VmHWM:"):
                 return int(line.split()[1]) / 1024
     except OSError:

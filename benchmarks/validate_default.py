@@ -332,7 +332,7 @@ def main(argv: Optional[List[str]] = None) -> int:
     write_table(summary, real, card, args.cases, args.output / "validation.md")
     if pictures:
         write_picture(pictures, args.output / "validation.png")
-    print((args.output / "validation.md").read_text())
+    print((args.output / "validation.md").read_text(encoding="utf-8"))
     return 0
 
 
