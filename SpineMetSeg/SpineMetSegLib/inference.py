@@ -521,6 +521,7 @@ def to_input_grid(
         voxel_volume_ml=float(np.prod(reference.GetSpacing())) / 1000.0,
         min_lesion_volume_ml=float(post.get("min_lesion_volume_ml", 0.0)),
         must_touch_bone=bool(post.get("lesions_must_touch_bone", False)) and predicts_bone,
+        min_body_contact_fraction=float(post.get("min_body_contact_fraction", 0.0)) if predicts_bone else 0.0,
     )
     box = tuple(slice(int(s), int(s + n)) for s, n in zip(start[::-1], size[::-1]))  # numpy order (k, j, i)
     labels = _paste(region_labels, box, reference, np.uint8)

@@ -4,14 +4,18 @@ Usage::
 
     from SpineMetSegLib.postprocessing import clean_lesions
     labels, volumes_ml = clean_lesions(labels, fallback, voxel_volume_ml=0.001,
-                                       min_lesion_volume_ml=0.01, must_touch_bone=True)
+                                       min_lesion_volume_ml=0.01, must_touch_bone=True,
+                                       min_body_contact_fraction=0.3)
 
 ``labels`` holds ``labels.ModelLabel`` values. A lesion is a 26-connected component of
 ``ModelLabel.METASTASIS``. Components smaller than ``min_lesion_volume_ml`` go, and so do components that touch
 no ``ModelLabel.VERTEBRAL_BODY`` voxel when ``must_touch_bone`` (only meaningful for models that predict the
-vertebral body). A removed lesion's voxels take their label in ``fallback`` (the most likely label other than
-metastasis) when it is given (a label map, or a function computing it only at the removed voxels), background
-otherwise.
+vertebral body). With ``min_body_contact_fraction`` > 0, a component also goes unless at least that fraction of
+its outer shell (the voxels 26-adjacent to it, outside it) is ``ModelLabel.VERTEBRAL_BODY``: a metastasis sits
+inside a vertebral body, where the lesion label replaces the body label, so body surrounds it, while a false lesion
+in the posterior elements (which the model does not label) only grazes the body. A removed lesion's voxels take
+their label in ``fallback`` (the most likely label other than metastasis) when it is given (a label map, or a
+function computing it only at the removed voxels), background otherwise.
 """
 
 from __future__ import annotations
@@ -25,6 +29,8 @@ from .labels import ModelLabel
 
 # 26-connectivity, the lesion definition of the metrics (DESIGN.md).
 CONNECTIVITY = np.ones((3, 3, 3), dtype=bool)
+# The 26 neighbour offsets of a voxel (CONNECTIVITY without the centre).
+NEIGHBOUR_OFFSETS = [offset for offset in np.ndindex(3, 3, 3) if offset != (1, 1, 1)]
 
 Points = Tuple[np.ndarray, ...]
 # The label of each removed voxel: a label map like ``labels``, or a function of the voxels' indices.
@@ -38,6 +44,7 @@ def clean_lesions(
     voxel_volume_ml: float,
     min_lesion_volume_ml: float = 0.0,
     must_touch_bone: bool = False,
+    min_body_contact_fraction: float = 0.0,
 ) -> Tuple[np.ndarray, List[float]]:
     """Return the cleaned label map (changed in place) and the volumes in ml of the lesions kept.
 
@@ -59,6 +66,10 @@ def clean_lesions(
     if must_touch_bone:
         near_bone = ndimage.binary_dilation(region == ModelLabel.VERTEBRAL_BODY, structure=CONNECTIVITY)
         keep &= np.bincount(components[near_bone], minlength=count + 1) > 0
+    if min_body_contact_fraction > 0:
+        keep &= body_contact_fractions(components, count, region == ModelLabel.VERTEBRAL_BODY) >= (
+            min_body_contact_fraction
+        )
     keep[0] = True
     removed = ~keep[components]
     if removed.any():
@@ -71,3 +82,32 @@ def clean_lesions(
             region[removed] = fallback[box][removed]
     volumes = [float(sizes[index] * voxel_volume_ml) for index in range(1, count + 1) if keep[index]]
     return labels, volumes
+
+
+def body_contact_fractions(components: np.ndarray, count: int, body: np.ndarray) -> np.ndarray:
+    """Per component (index 0 unused, 0.0), the fraction of its outer shell that is ``body``.
+
+    ``components`` is a 26-connected labelling (``count`` components) and ``body`` a mask on the same grid. The
+    shell of a component is every voxel 26-adjacent to it and outside it, within the grid; a voxel next to two
+    components counts in both shells.
+    """
+    padded = np.pad(components, 1)
+    lesion = components > 0
+    shell = ndimage.binary_dilation(lesion, structure=CONNECTIVITY) & ~lesion
+    points = np.nonzero(shell)
+    # The component labels around each shell voxel (one column per neighbour), read from the zero-padded
+    # labelling so that the grid's edge needs no special case.
+    around = np.stack(
+        [padded[tuple(p + o for p, o in zip(points, offset))] for offset in NEIGHBOUR_OFFSETS], axis=1
+    )
+    around.sort(axis=1)
+    # Each distinct component next to a shell voxel once: a sorted row's non-zero entries that differ from the
+    # entry before them.
+    first = np.ones_like(around, dtype=bool)
+    first[:, 1:] = around[:, 1:] != around[:, :-1]
+    first &= around > 0
+    rows, _ = np.nonzero(first)
+    owners = around[first]
+    shell_sizes = np.bincount(owners, minlength=count + 1)
+    body_sizes = np.bincount(owners, weights=body[points][rows], minlength=count + 1)
+    return np.divide(body_sizes, shell_sizes, out=np.zeros(count + 1), where=shell_sizes > 0)
