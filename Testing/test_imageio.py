@@ -186,6 +186,20 @@ def test_non_finite_voxels_are_refused(bad: float):
         imageio.check_intensity_image(sitk.GetImageFromArray(array), "T2")
 
 
+@pytest.mark.parametrize("suffix", [".nii.gz", ".nii", ".nrrd"])
+@pytest.mark.parametrize("pixel", [np.float32, np.float64])
+@pytest.mark.parametrize("shape", [(2, 2, 3), (60, 70, 80)])
+def test_non_finite_voxels_in_a_file_are_refused_on_reading(tmp_path: Path, suffix: str, pixel, shape):
+    # ITK's NIfTI reader turns NaN into 0 silently; the check must see the file's own voxels.
+    array = np.random.default_rng(1).random(shape).astype(pixel)
+    array[-1, -1, -1] = np.nan
+    array[0, 0, 0] = np.inf
+    path = tmp_path / f"nan{suffix}"
+    sitk.WriteImage(sitk.GetImageFromArray(array), str(path))
+    with pytest.raises(ImageError, match="2 NaN or infinite"):
+        imageio.check_intensity_image(imageio.read_image(path), "T1")
+
+
 def test_empty_volume_is_refused():
     with pytest.raises(ImageError, match="empty"):
         imageio.check_intensity_image(sitk.GetImageFromArray(np.zeros((4, 5, 6), np.float32)), "STIR")

@@ -20,7 +20,7 @@ import struct
 import zlib
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Tuple, Union
+from typing import Optional, Tuple, Union
 
 import numpy as np
 import SimpleITK as sitk
@@ -34,6 +34,9 @@ READABLE_SUFFIXES = (".nii", ".nii.gz", ".nrrd", ".seg.nrrd", ".mha", ".mhd", ".
 WRITABLE_SUFFIXES = (".nii", ".nii.gz", ".nrrd", ".mha", ".mhd")
 # Geometry comparisons: NIfTI stores its affine in float32.
 GEOMETRY_TOLERANCE = 1e-4
+NIFTI_HEADER_BYTES = 540  # a NIfTI-2 header; a NIfTI-1 header (348) and its first voxels fit in it
+NIFTI_CHUNK_BYTES = 1 << 24
+NIFTI_FLOAT_TYPES = {16: "f4", 64: "f8"}  # NIfTI datatype codes of float32 and float64
 
 
 @dataclass(frozen=True)
@@ -105,39 +108,61 @@ def read_image(path: PathLike, *, name: str = "") -> sitk.Image:
 
 
 def _check_nifti_complete(path: Path, label: str) -> None:
-    """Raise ``ImageError`` for a truncated NIfTI file (ITK would silently fill the missing voxels with 0)."""
+    """Raise ``ImageError`` for a truncated NIfTI file or one with NaN/infinite voxels.
+
+    ITK reads both without complaint: it fills missing voxels with 0 and turns NaN into 0, so a broken scan
+    would look like a valid one. The voxels are read in chunks, never all at once beside ITK's copy.
+    """
     opener = gzip.open if suffix_of(path) == ".nii.gz" else open
+    non_finite = 0
     try:
         with opener(path, "rb") as stream:
-            header = stream.read(540)
+            header = stream.read(NIFTI_HEADER_BYTES)
             layout = _nifti_layout(header)
             if layout is None:
                 return  # not a NIfTI header: let ITK say what it is
-            needed = layout
+            voxels = header[layout.offset : layout.size]
             available = len(header)
-            while available < needed:
-                chunk = stream.read(min(1 << 24, needed - available))
+            while True:
+                if layout.float_dtype is not None:
+                    usable = len(voxels) - len(voxels) % layout.float_dtype.itemsize
+                    values = np.frombuffer(voxels[:usable], dtype=layout.float_dtype)
+                    non_finite += int(values.size - np.count_nonzero(np.isfinite(values)))
+                    voxels = voxels[usable:]
+                if available >= layout.size:
+                    break
+                chunk = stream.read(min(NIFTI_CHUNK_BYTES, layout.size - available))
                 if not chunk:
                     break
+                voxels += chunk[max(0, layout.offset - available) :]
                 available += len(chunk)
     except (OSError, EOFError, zlib.error):
         raise ImageError(f"Cannot read the {label}: the compressed file is truncated or corrupt.") from None
-    if available < needed:
+    if available < layout.size:
         raise ImageError(
-            f"Cannot read the {label}: the file is truncated ({available} of {needed} bytes). Copy it again."
+            f"Cannot read the {label}: the file is truncated ({available} of {layout.size} bytes). Copy it again."
         )
+    if non_finite:
+        raise ImageError(f"The {label} has {non_finite} NaN or infinite voxels. Fix or re-export the volume.")
 
 
-def _nifti_layout(header: bytes):
-    """The number of bytes a NIfTI-1 or NIfTI-2 file must hold (header, extensions and voxels), or None."""
+@dataclass(frozen=True)
+class _NiftiLayout:
+    size: int  # bytes the file must hold: header, extensions and voxels
+    offset: int  # where the voxels start
+    float_dtype: Optional[np.dtype]  # the voxel type when it can hold NaN, else None
+
+
+def _nifti_layout(header: bytes) -> Optional[_NiftiLayout]:
+    """Where the voxels of a NIfTI-1 or NIfTI-2 file lie and what they are; None for another format."""
     for endian in "<>":
         if len(header) >= 348 and struct.unpack(endian + "i", header[:4])[0] == 348:
             dims = struct.unpack(endian + "8h", header[40:56])
-            bitpix = struct.unpack(endian + "h", header[72:74])[0]
+            datatype, bitpix = struct.unpack(endian + "hh", header[70:74])
             offset = int(struct.unpack(endian + "f", header[108:112])[0])
             break
         if len(header) >= 540 and struct.unpack(endian + "i", header[:4])[0] == 540:
-            bitpix = struct.unpack(endian + "h", header[14:16])[0]
+            datatype, bitpix = struct.unpack(endian + "hh", header[12:16])
             dims = struct.unpack(endian + "8q", header[16:80])
             offset = struct.unpack(endian + "q", header[168:176])[0]
             break
@@ -146,7 +171,12 @@ def _nifti_layout(header: bytes):
     count = 1
     for extent in dims[1 : 1 + max(0, min(dims[0], 7))]:
         count *= max(int(extent), 1)
-    return offset + count * max(bitpix, 8) // 8
+    float_type = NIFTI_FLOAT_TYPES.get(datatype)
+    return _NiftiLayout(
+        size=offset + count * max(bitpix, 8) // 8,
+        offset=offset,
+        float_dtype=np.dtype(float_type).newbyteorder(endian) if float_type else None,
+    )
 
 
 def _read_dicom_series(folder: Path, label: str) -> sitk.Image:
