@@ -34,6 +34,7 @@ from typing import Any, Dict, List, Optional, Sequence
 import numpy as np
 import torch
 
+from ..atomicfile import atomic_path, write_text_atomic
 from ..errors import CancelledError, ModelError
 from ..progress import ProgressCallback, no_progress
 from . import distributed
@@ -287,9 +288,8 @@ def evaluate(model: torch.nn.Module, cases: List[CaseSlices], card: Any, device:
 
 
 def _atomic_torch_save(obj: Any, path: Path) -> None:
-    temporary = path.with_name(path.name + ".tmp")
-    torch.save(obj, temporary)
-    os.replace(temporary, path)
+    with atomic_path(path) as temporary:
+        torch.save(obj, temporary)
 
 
 def _save_weights(model: torch.nn.Module, path: Path) -> None:
@@ -346,10 +346,11 @@ class TrainLog:
         if right.lines:
             right.legend(loc="lower right")
         figure.tight_layout()
-        temporary = self.picture.with_name("tmp-" + self.picture.name)
-        figure.savefig(temporary, dpi=90)
-        plt.close(figure)
-        os.replace(temporary, self.picture)
+        try:
+            with atomic_path(self.picture) as temporary:
+                figure.savefig(temporary, dpi=90)
+        finally:
+            plt.close(figure)
 
 
 def write_card(card: Any, config: TrainConfig, model_path: Path, card_path: Path, *, steps: int, seconds: float,
@@ -408,9 +409,7 @@ def write_card(card: Any, config: TrainConfig, model_path: Path, card_path: Path
     from ..catalog import card_from_dict
 
     card_from_dict(raw)  # refuse to write a card the catalog would not accept
-    temporary = card_path.with_name(card_path.name + ".tmp")
-    temporary.write_text(json.dumps(raw, indent=2) + "\n")
-    os.replace(temporary, card_path)
+    write_text_atomic(card_path, json.dumps(raw, indent=2) + "\n")
 
 
 # ------------------------------------------------------------------------------------------------ the loop
