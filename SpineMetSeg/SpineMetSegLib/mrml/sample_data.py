@@ -32,7 +32,7 @@ from .transaction import SceneTransaction
 
 SAMPLE_NAME = "SpineMetSegPhantom"
 SAMPLE_TITLE = "Synthetic spine MRI with metastases"
-# A 2D sagittal case (the usual clinical protocol) with four metastases: lytic, sclerotic and mixed.
+# A 2D sagittal case (the usual clinical protocol) with three metastases: two lytic, one sclerotic.
 SAMPLE_SEED = 4
 SAMPLE_ACQUISITION = "sagittal2d"
 NODE_PREFIX = "Phantom"
