@@ -28,9 +28,7 @@ from .errors import SpineMetSegError
 from .mrml import dependencies, segments, tables
 from .mrml.application import MRMLContext
 from .mrml.device_choice import DEVICE_CHOICES, describe_hardware
-from .mrml.evaluation_logic import EvaluationLogic
 from .mrml.input_matching import match_volume_nodes
-from .mrml.lesion_table import LesionTableLogic
 from .mrml.model_logic import ModelLogic
 from .mrml.segmentation_logic import SegmentationLogic, SegmentationRequest, holds_edits
 
@@ -77,8 +75,9 @@ class SpineMetSegPanel(VTKObservationMixin):
         self.logic = logic
         self.context = MRMLContext.from_slicer()
         self.segmentation_logic = SegmentationLogic(self.context)
-        self.lesion_logic = LesionTableLogic(self.context)
-        self.evaluation_logic = EvaluationLogic(self.context)
+        # Built on first use: they need SciPy, which the panel may still have to offer to install.
+        self._lesion_logic = None
+        self._evaluation_logic = None
         self.model_logic = ModelLogic()
         self.ui_widget = slicer.util.loadUI(ui_path)
         self.ui = slicer.util.childWidgetVariables(self.ui_widget)
@@ -105,6 +104,22 @@ class SpineMetSegPanel(VTKObservationMixin):
         self.addObserver(slicer.mrmlScene, slicer.mrmlScene.NodeAddedEvent, self.onNodeAdded)
         self.initializeParameterNode()
         qt.QTimer.singleShot(0, self.refreshEnvironment)
+
+    @property
+    def lesion_logic(self):
+        if self._lesion_logic is None:
+            from .mrml.lesion_table import LesionTableLogic
+
+            self._lesion_logic = LesionTableLogic(self.context)
+        return self._lesion_logic
+
+    @property
+    def evaluation_logic(self):
+        if self._evaluation_logic is None:
+            from .mrml.evaluation_logic import EvaluationLogic
+
+            self._evaluation_logic = EvaluationLogic(self.context)
+        return self._evaluation_logic
 
     # --- set-up --------------------------------------------------------------------------------------------
 
