@@ -365,6 +365,22 @@ def predict_volume(
         return result
 
 
+def _average_over_flips(
+    images: torch.Tensor, plan: WindowPlan, tta: bool, run: Callable[[torch.Tensor], torch.Tensor]
+) -> torch.Tensor:
+    """``run`` on the images and, with ``tta``, on their flipped copies, each flipped back, averaged."""
+    total: Optional[torch.Tensor] = None
+    passes = flips(plan.dimensions, tta)
+    for dims in passes:
+        source = torch.flip(images, dims) if dims else images
+        probabilities = run(source)
+        probabilities = torch.flip(probabilities, dims) if dims else probabilities
+        total = probabilities if total is None else total.add_(probabilities)
+    if len(passes) > 1:
+        total /= len(passes)
+    return total
+
+
 def _blend(
     images: torch.Tensor,
     plan: WindowPlan,
@@ -376,11 +392,9 @@ def _blend(
     """Sliding-window probabilities of a batch of images, averaged over the flips, on the CPU."""
     images = images.contiguous().to(device)
     out_device = device if _output_fits(images, device) else torch.device("cpu")
-    total: Optional[torch.Tensor] = None
-    passes = flips(plan.dimensions, tta)
-    for dims in passes:
-        source = torch.flip(images, dims) if dims else images
-        blended = sliding_window_inference(
+
+    def run(source: torch.Tensor) -> torch.Tensor:
+        return sliding_window_inference(
             source,
             roi_size=plan.roi,
             sw_batch_size=batch_size,
@@ -389,11 +403,8 @@ def _blend(
             mode=BLEND_MODE,
             device=out_device,
         )
-        blended = torch.flip(blended, dims) if dims else blended
-        total = blended if total is None else total.add_(blended)
-    if len(passes) > 1:
-        total /= len(passes)
-    return total.float().cpu()
+
+    return _average_over_flips(images, plan, tta, run).float().cpu()
 
 
 def _whole_images(
@@ -414,23 +425,18 @@ def _whole_images(
         for axis, size in enumerate(spatial)
     )
     mode = WHOLE_IMAGE_PADDING if plan.beyond_patch else PATCH_PADDING
-    total: Optional[torch.Tensor] = None
-    passes = flips(plan.dimensions, tta)
-    for dims in passes:
-        # Flip before padding: an uneven padding stays on the same side of the flipped image.
-        source = torch.flip(images, dims) if dims else images
+
+    # Flipped before padding: an uneven padding stays on the same side of the flipped image.
+    def run(source: torch.Tensor) -> torch.Tensor:
         outputs = []
         for start in range(0, source.shape[0], batch_size):
             batch = source[start : start + batch_size].to(device)
             if any(pad):
                 batch = torch.nn.functional.pad(batch, pad, mode=mode)
             outputs.append(predictor(batch)[inside].cpu())
-        probabilities = torch.cat(outputs) if len(outputs) > 1 else outputs[0]
-        probabilities = torch.flip(probabilities, dims) if dims else probabilities
-        total = probabilities if total is None else total.add_(probabilities)
-    if len(passes) > 1:
-        total /= len(passes)
-    return total.float()
+        return torch.cat(outputs) if len(outputs) > 1 else outputs[0]
+
+    return _average_over_flips(images, plan, tta, run).float()
 
 
 def _predictor(
