@@ -264,6 +264,23 @@ def test_regrid_labels_equal_the_argmax_of_sitk_linear_resampling(grid):
     labels = regrid.argmax_labels(probabilities, maps)
     assert np.mean(labels == np.argmax(expected, axis=0)) > 0.9999
     np.testing.assert_allclose(regrid.interpolate(probabilities[1], maps), expected[1], atol=1e-5)
+    points = np.nonzero(labels == 1)
+    np.testing.assert_allclose(regrid.interpolate_points(probabilities[1], maps, points), expected[1][points],
+                               atol=1e-5)
+
+
+def test_a_lesion_whose_mean_probability_is_below_the_card_threshold_is_removed():
+    image = mri_like(**GRIDS["oblique"], lesion=LESION_BOX)
+    card = make_card()
+    result = inference.segment_images({"t1": image}, card, ThresholdNet(), device="cpu", probabilities=True)
+    lesion = sitk.GetArrayFromImage(result.labels) == ModelLabel.METASTASIS
+    # The rule reads the mean of the probability map the user can save, over the lesion's voxels.
+    mean = float(sitk.GetArrayFromImage(result.probabilities)[lesion].mean())
+    for threshold, kept in ((mean - 0.01, True), (mean + 0.01, False)):
+        card["postprocessing"]["min_lesion_mean_probability"] = threshold
+        cleaned = inference.segment_images({"t1": image}, card, ThresholdNet(), device="cpu")
+        assert (sitk.GetArrayFromImage(cleaned.labels) == ModelLabel.METASTASIS).any() == kept
+        assert len(cleaned.lesion_volumes_ml) == int(kept)
 
 
 def test_out_of_memory_halves_the_batch_then_succeeds():

@@ -200,6 +200,20 @@ def test_segmentation_lands_on_the_input_grid_with_the_cards_segments(context, t
     assert node.GetDisplayNode().GetVisibility()
 
 
+def test_the_panels_lesion_confidence_reaches_the_child_process(context, t1_node, small_model):
+    logic = SegmentationLogic(context)
+    default = logic.segment(request_for(t1_node, small_model)).segmentation_node
+    strict = logic.segment(request_for(t1_node, small_model, min_lesion_probability=1.0)).segmentation_node
+
+    def metastasis_voxels(node):
+        mask = mrml_scene.segment_mask(node, segments.find_segment_id(node, "metastasis"))
+        return int(sitk.GetArrayFromImage(mask).sum())
+
+    # The card keeps every lesion; a confidence of 1 keeps none (no mean probability reaches 1).
+    assert metastasis_voxels(default) > 0
+    assert metastasis_voxels(strict) == 0
+
+
 def _core_segmentation(path, small_model) -> np.ndarray:
     from SpineMetSegLib import inference
 

@@ -1,4 +1,4 @@
-"""Tests of the body-contact rule of ``postprocessing.clean_lesions`` on hand-built label maps.
+"""Tests of the body-contact and mean-probability rules of ``postprocessing.clean_lesions`` on hand-built maps.
 
 Run with ``pytest Testing/test_postprocessing.py``.
 """
@@ -81,3 +81,38 @@ def test_a_card_with_a_fraction_outside_0_to_1_is_rejected(value):
     card["postprocessing"]["min_body_contact_fraction"] = value
     problems = catalog.card_problems(card)
     assert [problem.field for problem in problems] == ["postprocessing.min_body_contact_fraction"]
+
+
+def test_a_lesion_the_network_doubts_goes_and_a_confident_one_stays():
+    labels = two_lesions()
+    probability = np.zeros(labels.shape, dtype=np.float32)
+    probability[4:7, 4:7, 4:7] = 0.95
+    # The second lesion: mean 0.7 (its centre voxel sure, the rest unsure), so the threshold sits on the mean.
+    probability[4:7, 4:7, 16:19] = 0.69
+    probability[5, 5, 17] = 0.69 + 0.01 * 27
+    fallback = np.full_like(labels, ModelLabel.VERTEBRAL_BODY)
+    cleaned, volumes = clean_lesions(labels.copy(), fallback, voxel_volume_ml=VOXEL_ML, lesion_probability=probability,
+                                     min_mean_probability=0.71)
+    assert lesion_at(cleaned, 5) and not lesion_at(cleaned, 17)
+    assert (cleaned[4:7, 4:7, 16:19] == ModelLabel.VERTEBRAL_BODY).all()
+    assert volumes == pytest.approx([27 * VOXEL_ML])
+    cleaned, volumes = clean_lesions(labels.copy(), None, voxel_volume_ml=VOXEL_ML, lesion_probability=probability,
+                                     min_mean_probability=0.69)
+    assert lesion_at(cleaned, 5) and lesion_at(cleaned, 17) and len(volumes) == 2
+
+
+def test_the_probability_function_gets_full_grid_indices_of_lesion_voxels_only():
+    labels = two_lesions()
+    probability = np.where(labels == ModelLabel.METASTASIS, 0.9, 0.0).astype(np.float32)
+    probability[4:7, 4:7, 16:19] = 0.5
+    asked = []
+
+    def lesion_probability(points):
+        asked.append(points)
+        return probability[points]
+
+    cleaned, _ = clean_lesions(labels, None, voxel_volume_ml=VOXEL_ML, lesion_probability=lesion_probability,
+                               min_mean_probability=0.8)
+    assert lesion_at(cleaned, 5) and not lesion_at(cleaned, 17)
+    (points,) = asked
+    assert (two_lesions()[points] == ModelLabel.METASTASIS).all() and points[0].size == 2 * 27

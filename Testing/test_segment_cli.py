@@ -185,3 +185,27 @@ def test_sigterm_during_inference_exits_130_promptly_and_leaves_no_file(tmp_path
     assert elapsed < CANCEL_WITHIN_S
     assert "cancelled" in process.stderr.read()
     assert sorted(p.name for p in folder.iterdir()) == before
+
+
+def test_min_lesion_probability_keeps_exactly_the_lesions_whose_mean_probability_reaches_it(case, tmp_path, capsys):
+    inputs, model = case
+    base = ["segment", "--t1", str(inputs / "t1.nii.gz"), "--device", "cpu", "--threads", "1", *model]
+    assert main([*base, "--output", str(tmp_path / "all.nii.gz"), "--probabilities", str(tmp_path / "p.nii.gz"),
+                 "--min-lesion-probability", "0"]) == 0
+    labels = sitk.GetArrayFromImage(imageio.read_image(tmp_path / "all.nii.gz"))
+    probability = sitk.GetArrayFromImage(imageio.read_image(tmp_path / "p.nii.gz"))
+    components, count = ndimage.label(labels == 1, structure=np.ones((3, 3, 3)))
+    means = np.array(ndimage.mean(probability, components, np.arange(1, count + 1)))
+    assert count >= 3 and np.ptp(means) > 0.02  # the seeded network finds lesions of differing certainty
+    # Halfway across the widest gap between neighbouring means near the middle, so rounding cannot decide.
+    ordered = np.sort(means)
+    middle = np.arange(count // 3, 2 * count // 3)
+    widest = middle[np.argmax(ordered[middle + 1] - ordered[middle])]
+    threshold = float(ordered[widest] + ordered[widest + 1]) / 2
+    assert main([*base, "--output", str(tmp_path / "some.nii.gz"), "--min-lesion-probability", str(threshold)]) == 0
+    kept = sitk.GetArrayFromImage(imageio.read_image(tmp_path / "some.nii.gz")) == 1
+    expected = np.isin(components, np.flatnonzero(means >= threshold) + 1)
+    assert np.array_equal(kept, expected)
+    assert f"lesions: {int((means >= threshold).sum())}," in capsys.readouterr().out
+    assert main([*base, "--output", str(tmp_path / "x.nii.gz"), "--min-lesion-probability", "1.5"]) == EXIT_USER_ERROR
+    assert "between 0 and 1" in capsys.readouterr().err

@@ -4,6 +4,7 @@ Usage::
 
     python benchmarks/validate_default.py --cases 60 --output /tmp/validation
     python benchmarks/validate_default.py --cases 60 --output out --model spinemetseg-default --subset-cases 20
+    python benchmarks/validate_default.py --cases 60 --output out --weights new.safetensors --card new.json
 
 Writes ``validation.md`` (the table, with the seed papers' published numbers beside ours), ``validation.json``
 (every number) and ``validation.png`` (predictions against truth on a few cases) into ``--output``.
@@ -30,6 +31,7 @@ import torch
 from scipy import ndimage
 
 from SpineMetSegLib.catalog import load_catalog, load_model
+from SpineMetSegLib.cli.segment import model_from_files
 from SpineMetSegLib.imageio import read_image, reorient
 from SpineMetSegLib.inference import segment_images
 from SpineMetSegLib.labels import Anatomy, ModelLabel
@@ -51,6 +53,16 @@ PAPERS = (
     "77.6 %, sensitivity up to 78.9 %; Chen et al. 2024: Dice 91.1 %, precision 90.6 %, recall 91.1 %; "
     "Wang et al. 2023: pixel accuracy 98 %."
 )
+
+
+def load_model_under_test(name: Optional[str], weights: Optional[Path], card: Optional[Path]):
+    """(card, network): a catalog model by ``name`` (the default when None), or ``weights`` with their ``card``."""
+    if weights or card:
+        if not (weights and card):
+            raise SystemExit("--weights and --card go together")
+        return model_from_files(str(weights), str(card))
+    found = load_catalog().get(name)
+    return found, load_model(found)
 
 
 def dice(a: np.ndarray, b: np.ndarray) -> Optional[float]:
@@ -311,14 +323,15 @@ def main(argv: Optional[List[str]] = None) -> int:
                         help="cases also segmented with T1, T2 or STIR alone (default 20)")
     parser.add_argument("--output", type=Path, required=True)
     parser.add_argument("--model", default=None, help="catalog model name (default: the default model)")
+    parser.add_argument("--weights", type=Path, help="weights of a model not in the catalog (with --card)")
+    parser.add_argument("--card", type=Path, help="model card for --weights")
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--real", type=Path, default=Path(__file__).resolve().parents[1].parent / "shared" / "data"
                         / "real", help="folder of healthy real scans")
     args = parser.parse_args(argv)
     torch.set_num_threads(args.threads)
     args.output.mkdir(parents=True, exist_ok=True)
-    card = load_catalog().get(args.model)
-    model = load_model(card)
+    card, model = load_model_under_test(args.model, args.weights, args.card)
     pictures: List[Any] = []
     synthetic = validate_synthetic(card, model, args.cases, min(args.subset_cases, args.cases), pictures)
     summary = summarise(synthetic["cases"])

@@ -519,6 +519,10 @@ def to_input_grid(
         others[ModelLabel.METASTASIS] = -1.0
         return regrid.argmax_channels(others)
 
+    def lesion_probability(points: Tuple[np.ndarray, ...]) -> np.ndarray:
+        # The metastasis probability at lesion voxels, as the probability map output has it.
+        return regrid.interpolate_points(probabilities[ModelLabel.METASTASIS], maps, points)
+
     post = spec.get("postprocessing") or {}
     predicts_bone = any(int(label["value"]) == ModelLabel.VERTEBRAL_BODY for label in spec.get("labels", []))
     region_labels, volumes = clean_lesions(
@@ -528,6 +532,8 @@ def to_input_grid(
         min_lesion_volume_ml=float(post.get("min_lesion_volume_ml", 0.0)),
         must_touch_bone=bool(post.get("lesions_must_touch_bone", False)) and predicts_bone,
         min_body_contact_fraction=float(post.get("min_body_contact_fraction", 0.0)) if predicts_bone else 0.0,
+        lesion_probability=lesion_probability,
+        min_mean_probability=float(post.get("min_lesion_mean_probability", 0.0)),
     )
     box = tuple(slice(int(s), int(s + n)) for s, n in zip(start[::-1], size[::-1]))  # numpy order (k, j, i)
     labels = _paste(region_labels, box, reference, np.uint8)

@@ -1,11 +1,12 @@
-"""Clean a predicted label map: drop lesion specks and lesions away from bone.
+"""Clean a predicted label map: drop lesion specks, lesions away from bone and lesions the network doubts.
 
 Usage::
 
     from SpineMetSegLib.postprocessing import clean_lesions
     labels, volumes_ml = clean_lesions(labels, fallback, voxel_volume_ml=0.001,
                                        min_lesion_volume_ml=0.01, must_touch_bone=True,
-                                       min_body_contact_fraction=0.3)
+                                       min_body_contact_fraction=0.3,
+                                       lesion_probability=probability_map, min_mean_probability=0.85)
 
 ``labels`` holds ``labels.ModelLabel`` values. A lesion is a 26-connected component of
 ``ModelLabel.METASTASIS``. Components smaller than ``min_lesion_volume_ml`` go, and so do components that touch
@@ -13,7 +14,10 @@ no ``ModelLabel.VERTEBRAL_BODY`` voxel when ``must_touch_bone`` (only meaningful
 vertebral body). With ``min_body_contact_fraction`` > 0, a component also goes unless at least that fraction of
 its outer shell (the voxels 26-adjacent to it, outside it) is ``ModelLabel.VERTEBRAL_BODY``: a metastasis sits
 inside a vertebral body, where the lesion label replaces the body label, so body surrounds it, while a false lesion
-in the posterior elements (which the model does not label) only grazes the body. A removed lesion's voxels take
+in the posterior elements (which the model does not label) only grazes the body. With ``min_mean_probability`` > 0
+and ``lesion_probability`` given (the metastasis probability: a map, or a function of the voxels' indices), a
+component also goes unless its voxels' mean probability reaches the threshold: the network is less sure of its false
+lesions than of its true ones, so this trades some sensitivity for fewer false positives. A removed lesion's voxels take
 their label in ``fallback`` (the most likely label other than metastasis) when it is given (a label map, or a
 function computing it only at the removed voxels), background otherwise.
 """
@@ -34,7 +38,8 @@ NEIGHBOUR_OFFSETS = [offset for offset in np.ndindex(3, 3, 3) if offset != (1, 1
 
 Points = Tuple[np.ndarray, ...]
 # The label of each removed voxel: a label map like ``labels``, or a function of the voxels' indices.
-Fallback = Union[np.ndarray, Callable[[Points], np.ndarray], None]
+VoxelValues = Union[np.ndarray, Callable[[Points], np.ndarray], None]
+Fallback = VoxelValues
 
 
 def clean_lesions(
@@ -45,12 +50,15 @@ def clean_lesions(
     min_lesion_volume_ml: float = 0.0,
     must_touch_bone: bool = False,
     min_body_contact_fraction: float = 0.0,
+    lesion_probability: VoxelValues = None,
+    min_mean_probability: float = 0.0,
 ) -> Tuple[np.ndarray, List[float]]:
     """Return the cleaned label map (changed in place) and the volumes in ml of the lesions kept.
 
     ``fallback`` gives the label of a removed lesion's voxels (the next most likely label, not metastasis): a
     label map on the grid of ``labels``, or a function from the voxels' index arrays (``np.nonzero`` style) to
-    their labels, so that it is computed only where needed; background when None.
+    their labels, so that it is computed only where needed; background when None. ``lesion_probability`` has
+    the same two forms and gives the metastasis probability for ``min_mean_probability``.
     """
     lesion = labels == ModelLabel.METASTASIS
     boxes = ndimage.find_objects(lesion.view(np.uint8))
@@ -70,6 +78,8 @@ def clean_lesions(
         keep &= body_contact_fractions(components, count, region == ModelLabel.VERTEBRAL_BODY) >= (
             min_body_contact_fraction
         )
+    if min_mean_probability > 0 and lesion_probability is not None:
+        keep &= mean_probabilities(components, count, box, lesion_probability) >= min_mean_probability
     keep[0] = True
     removed = ~keep[components]
     if removed.any():
@@ -82,6 +92,22 @@ def clean_lesions(
             region[removed] = fallback[box][removed]
     volumes = [float(sizes[index] * voxel_volume_ml) for index in range(1, count + 1) if keep[index]]
     return labels, volumes
+
+
+def mean_probabilities(
+    components: np.ndarray, count: int, box: Tuple[slice, ...], lesion_probability: VoxelValues
+) -> np.ndarray:
+    """Per component of ``components`` (a labelling of the ``box`` of the full grid; index 0 unused, 0.0), the mean
+    of ``lesion_probability`` (a full-grid map, or a function of full-grid voxel indices) over its voxels."""
+    inside = np.nonzero(components)
+    if callable(lesion_probability):
+        values = lesion_probability(tuple(index + b.start for index, b in zip(inside, box)))
+    else:
+        values = lesion_probability[box][inside]
+    owners = components[inside]
+    sizes = np.bincount(owners, minlength=count + 1)
+    sums = np.bincount(owners, weights=np.asarray(values, dtype=np.float64), minlength=count + 1)
+    return np.divide(sums, sizes, out=np.zeros(count + 1), where=sizes > 0)
 
 
 def body_contact_fractions(components: np.ndarray, count: int, body: np.ndarray) -> np.ndarray:

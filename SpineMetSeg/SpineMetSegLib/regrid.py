@@ -161,6 +161,11 @@ def _mixed_cells(labels: np.ndarray) -> np.ndarray:
     return mixed
 
 
+def interpolate_points(array: np.ndarray, maps: Sequence[AxisMap], points: Tuple[np.ndarray, ...]) -> np.ndarray:
+    """``array`` (source i, j, k) trilinearly interpolated at the (k, j, i) target ``points``, as ``interpolate``."""
+    return _interpolate_points(array[None], maps, points)[0]
+
+
 def _interpolate_points(
     probabilities: np.ndarray, maps: Sequence[AxisMap], points: Tuple[np.ndarray, ...]
 ) -> np.ndarray:

@@ -56,6 +56,7 @@ class SpineMetSegParameterNode:
     stirVolume: slicer.vtkMRMLScalarVolumeNode
     model: str = ""  # "name version"; empty = the default model
     device: Annotated[str, Choice([key for key, _text in DEVICE_CHOICES])] = "auto"
+    minLesionProbability: float = -1.0  # below 0: the chosen model card's value
     outputSegmentation: slicer.vtkMRMLSegmentationNode
     resultSegmentation: slicer.vtkMRMLSegmentationNode
     lesionTable: slicer.vtkMRMLTableNode
@@ -146,6 +147,7 @@ class SpineMetSegPanel(VTKObservationMixin):
     def _connect(self) -> None:
         self.ui.modelComboBox.currentIndexChanged.connect(self.onModelChanged)
         self.ui.deviceComboBox.currentIndexChanged.connect(self.onDeviceChanged)
+        self.ui.minLesionProbabilitySlider.valueChanged.connect(self.onMinLesionProbabilityChanged)
         self.ui.downloadButton.clicked.connect(self.onDownload)
         self.ui.cancelDownloadButton.clicked.connect(self.onCancelDownload)
         self.ui.importModelButton.clicked.connect(self.onImportModel)
@@ -211,6 +213,7 @@ class SpineMetSegPanel(VTKObservationMixin):
         try:
             self._selectComboData(self.ui.modelComboBox, node.model)
             self._selectComboData(self.ui.deviceComboBox, node.device)
+            self.ui.minLesionProbabilitySlider.value = self._minLesionProbability()
             self.ui.lesionTableView.setMRMLTableNode(node.lesionTable)
             self.ui.metricsTableView.setMRMLTableNode(node.metricsTable)
             self.ui.referenceSegmentSelector.setCurrentNode(node.referenceSegmentation)
@@ -310,6 +313,8 @@ class SpineMetSegPanel(VTKObservationMixin):
             self.ui.modelInfoLabel.setText(_("No model in the catalog."))
             return
         if self._parameterNode is not None and not self._updating_gui:
+            if self._parameterNode.model != entry.key:
+                self._parameterNode.minLesionProbability = -1.0  # a new model: its own recommended value
             self._parameterNode.model = entry.key
             qt.QSettings().setValue(SETTINGS_MODEL, entry.key)
         self.ui.modelInfoLabel.setText(entry.description)
@@ -317,6 +322,19 @@ class SpineMetSegPanel(VTKObservationMixin):
         self.ui.downloadButton.setToolTip(
             _("This model is on this computer.") if entry.available else
             _("Download {size:.0f} MB into the model cache.").format(size=entry.card.file["size"] / 2**20))
+
+    def _minLesionProbability(self) -> float:
+        """The lesion confidence in use: the user's choice, else the chosen model card's value."""
+        node = self._parameterNode
+        if node is not None and node.minLesionProbability >= 0:
+            return float(node.minLesionProbability)
+        entry = self.currentModelEntry()
+        return float(entry.card.postprocessing.get("min_lesion_mean_probability", 0.0)) if entry else 0.0
+
+    def onMinLesionProbabilityChanged(self, value: float) -> None:
+        if self._parameterNode is not None and not self._updating_gui:
+            if abs(value - self._minLesionProbability()) > 1e-9:
+                self._parameterNode.minLesionProbability = float(value)
 
     def onDeviceChanged(self, *args) -> None:
         key = self.ui.deviceComboBox.itemData(self.ui.deviceComboBox.currentIndex)
@@ -438,7 +456,8 @@ class SpineMetSegPanel(VTKObservationMixin):
         request = SegmentationRequest(
             inputs={"t1": node.t1Volume, "t2": node.t2Volume, "stir": node.stirVolume},
             model=name or None, version=version or None, device=node.device, output_node=output,
-            overwrite_edits=overwrite)
+            overwrite_edits=overwrite,
+            min_lesion_probability=node.minLesionProbability if node.minLesionProbability >= 0 else None)
         self.ui.logTextEdit.clear()
         self.ui.segmentProgressBar.setValue(0)
         self.ui.segmentProgressBar.setVisible(True)

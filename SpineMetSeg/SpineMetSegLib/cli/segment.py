@@ -5,6 +5,7 @@ Usage::
     spinemetseg segment --t1 t1.nii.gz --stir stir.nii.gz --output seg.nii.gz
     spinemetseg segment --t2 dicom/t2/ --output seg.nrrd --model spinemetseg-default --device cpu --threads 4
     spinemetseg segment --t1 t1.nii.gz --output seg.nii.gz --weights my.safetensors --card my-card.json
+    spinemetseg segment --t2 t2.nii.gz --output seg.nii.gz --min-lesion-probability 0   # keep every lesion
 
 The label map lands on the grid of the first input given (in the order t1, t2, stir, then ``--input``);
 metastasis is label 1. Progress lines (``SPINEMETSEG-PROGRESS``) go to standard output, then a summary.
@@ -13,7 +14,8 @@ metastasis is label 1. Progress lines (``SPINEMETSEG-PROGRESS``) go to standard 
 from __future__ import annotations
 
 import argparse
-from typing import Any, Dict, Tuple
+import dataclasses
+from typing import Any, Dict, Optional, Tuple
 
 from ..errors import SpineMetSegError
 
@@ -49,6 +51,13 @@ def register(subcommands: argparse._SubParsersAction) -> None:
         action="store_true",
         help="no reduced precision (used on CUDA and on CPUs with native bfloat16): slower, same numbers everywhere",
     )
+    parser.add_argument(
+        "--min-lesion-probability",
+        type=float,
+        metavar="P",
+        help="keep only lesions whose mean metastasis probability is at least P, 0 to 1 (default: the model "
+        "card's value): lower finds more lesions and more false ones, higher fewer of both",
+    )
     parser.add_argument("--probabilities", metavar="PATH", help="also write the metastasis probability map")
     parser.add_argument("--lesions-csv", metavar="PATH", help="also write one row per lesion (volume, vertebra, ...)")
     parser.set_defaults(run=run)
@@ -60,6 +69,7 @@ def run(args: argparse.Namespace) -> int:
 
     inputs = _inputs(args)
     card, model = _model(args)
+    card = with_min_lesion_probability(card, args.min_lesion_probability)
     result = inference.segment_files(
         inputs,
         args.output,
@@ -75,6 +85,17 @@ def run(args: argparse.Namespace) -> int:
     )
     print(summary(result, card, args.output))
     return 0
+
+
+def with_min_lesion_probability(card: Any, value: Optional[float]) -> Any:
+    """``card`` with its post-processing's ``min_lesion_mean_probability`` set to ``value`` (unchanged if None)."""
+    if value is None:
+        return card
+    if not 0.0 <= value <= 1.0:
+        raise SpineMetSegError(f"--min-lesion-probability must be between 0 and 1, got {value}.")
+    postprocessing = {**card.postprocessing, "min_lesion_mean_probability": value}
+    # The pipeline reads the card's JSON (``raw``), so both views change together.
+    return dataclasses.replace(card, postprocessing=postprocessing, raw={**card.raw, "postprocessing": postprocessing})
 
 
 def _inputs(args: argparse.Namespace) -> Dict[str, str]:

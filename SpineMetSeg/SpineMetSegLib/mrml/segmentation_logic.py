@@ -63,6 +63,7 @@ class SegmentationRequest:
     card_file: Optional[Path] = None  # a model card JSON outside the catalog (with ``weights_file``)
     weights_file: Optional[Path] = None
     device: str = "auto"
+    min_lesion_probability: Optional[float] = None  # None = the model card's value (--min-lesion-probability)
     output_node: Any = None  # an existing segmentation node to replace; None = a new node
     overwrite_edits: bool = False  # replace an output node that holds manual edits
 
@@ -117,6 +118,8 @@ class SegmentationLogic:
             args = self._write_inputs(inputs, workdir)
             args += ["--output", str(workdir / f"labels{INPUT_SUFFIX}"), "--device", request.device]
             args += self._model_args(request)
+            if request.min_lesion_probability is not None:
+                args += ["--min-lesion-probability", repr(float(request.min_lesion_probability))]
             job = SegmentationJob(self, request, card, inputs, self.runner_factory(), workdir, on_progress, on_log)
             job.start(["segment", *args])
         except BaseException:
