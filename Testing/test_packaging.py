@@ -113,3 +113,47 @@ def test_readme_test_command_is_the_one_ci_runs():
 @pytest.mark.parametrize("path", ["README.md", "pyproject.toml", ".ci/run", "SpineMetSeg/CMakeLists.txt"])
 def test_layout_file_exists(path: str):
     assert (ROOT / path).is_file()
+
+
+def test_pyproject_lists_every_package_of_the_library():
+    import tomllib
+
+    listed = set(tomllib.loads((ROOT / "pyproject.toml").read_text(encoding="utf-8"))["tool"]["setuptools"]["packages"])
+    found = {
+        ".".join(path.parent.relative_to(MODULE).parts)
+        for path in (MODULE / "SpineMetSegLib").rglob("__init__.py")
+    }
+    assert found <= listed, f"packages missing from pyproject.toml, a wheel would lack them: {sorted(found - listed)}"
+
+
+def test_a_wheel_install_finds_the_catalog_and_segments_with_the_embedded_model(tmp_path):
+    # A non-editable install: only what the wheel carries, imported ahead of the editable checkout. The wheel is
+    # built from a copy, so the build leaves nothing in the checkout.
+    import shutil
+
+    source = tmp_path / "source"
+    shutil.copytree(ROOT, source, ignore=shutil.ignore_patterns(".git", "build", "out", "*.egg-info", "__pycache__",
+                                                                ".pytest_cache", ".ruff_cache", ".venv"))
+    subprocess.run([sys.executable, "-m", "pip", "wheel", "--no-build-isolation", "--no-deps", "-q", "-w",
+                    str(tmp_path / "wheel"), str(source)], check=True, cwd=tmp_path)
+    (wheel,) = (tmp_path / "wheel").glob("*.whl")
+    subprocess.run([sys.executable, "-m", "pip", "install", "--no-deps", "-q", "--target", str(tmp_path / "site"),
+                    str(wheel)], check=True)
+    script = (
+        "import SpineMetSegLib, json\n"
+        "from SpineMetSegLib import catalog, resources\n"
+        "from SpineMetSegLib.mrml import dependencies\n"
+        "card = catalog.load_catalog().get(None)\n"
+        "model = catalog.load_model(card)\n"
+        "print(json.dumps({'lib': SpineMetSegLib.__file__, 'resources': str(resources.resources_dir()),\n"
+        "                  'card': card.name, 'parameters': sum(p.numel() for p in model.parameters()),\n"
+        "                  'requirements': dependencies.REQUIREMENTS_FILE.is_file()}))\n"
+    )
+    env = {**__import__("os").environ, "PYTHONPATH": str(tmp_path / "site"), "SPINEMETSEG_HOME": str(tmp_path)}
+    done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, env=env, cwd=tmp_path)
+    assert done.returncode == 0, done.stderr
+    found = json.loads(done.stdout)
+    site = str(tmp_path / "site")
+    assert found["lib"].startswith(site) and found["resources"].startswith(site)
+    assert found["card"] == "spinemetseg-default" and found["parameters"] > 100_000
+    assert found["requirements"]

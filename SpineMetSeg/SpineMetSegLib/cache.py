@@ -28,10 +28,11 @@ from pathlib import Path
 from typing import Any, Iterator, Optional
 
 from .errors import SpineMetSegError
+from .resources import resources_dir
 
 HOME_ENV = "SPINEMETSEG_HOME"
 DEFAULT_HOME = Path("~") / ".spinemetseg"
-EMBEDDED_DIR = Path(__file__).resolve().parents[1] / "Resources" / "Models"
+EMBEDDED_DIR = resources_dir() / "Models"
 EMBEDDED_PREFIX = "embedded:"
 LOCAL_PREFIX = "local:"
 FILE_SUFFIXES = {"safetensors": ".safetensors", "pt": ".pt", "zip": ".zip"}

@@ -21,7 +21,9 @@ from importlib import metadata
 from pathlib import Path
 from typing import List, Optional, Sequence, Tuple
 
-REQUIREMENTS_FILE = Path(__file__).resolve().parents[2] / "Resources" / "requirements.txt"
+from ..resources import resources_dir
+
+REQUIREMENTS_FILE = resources_dir() / "requirements.txt"
 TORCH = "torch"
 # Torch versions older than this lack what MONAI and safetensors loading need.
 MINIMUM_TORCH = ">=2.2"
