@@ -11,6 +11,8 @@ from __future__ import annotations
 import ast
 import py_compile
 import re
+import subprocess
+import sys
 import xml.etree.ElementTree as ET
 from pathlib import Path
 
@@ -150,3 +152,22 @@ def test_the_module_cites_the_three_papers_and_links_the_guide():
         assert author in source
     assert "#readme" in source
     assert 'title = _("Spine Metastasis Segmentation")' in source
+
+
+def test_what_slicer_imports_at_start_up_needs_none_of_the_packages_the_panel_installs():
+    """Slicer lists the sample case when it starts, before the panel can install PyTorch, MONAI or SciPy: the
+    modules it imports then must load without them (Slicer itself ships SimpleITK and NumPy)."""
+    tree = ast.parse((MODULE / "SpineMetSeg.py").read_text(encoding="utf-8"))
+    register = next(n for n in tree.body if isinstance(n, ast.FunctionDef) and n.name == "registerSampleData")
+    imported = [n.module + "." + a.name for n in ast.walk(register) if isinstance(n, ast.ImportFrom) and n.module
+                and n.module.startswith("SpineMetSegLib") for a in n.names]
+    assert imported == ["SpineMetSegLib.mrml.sample_data"]
+    code = (
+        "import sys\n"
+        "for name in ('torch', 'monai', 'scipy', 'matplotlib', 'safetensors'): sys.modules[name] = None\n"
+        "from SpineMetSegLib.mrml import sample_data\n"
+        "print(sample_data.SAMPLE_NAME, sample_data.SAMPLE_SEED)\n"
+    )
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.split() == ["SpineMetSegPhantom", "4"]

@@ -24,8 +24,6 @@ from .. import catalog
 from ..errors import SpineMetSegError
 from . import scene as mrml_scene
 from . import segments
-from .evaluation_logic import EvaluationLogic
-from .lesion_table import LesionTableLogic
 from .process_runner import ProcessRunner, SubprocessRunner
 from .segmentation_logic import ROLE_ATTRIBUTE, SegmentationLogic, SegmentationRequest
 from .transaction import SceneTransaction
@@ -85,6 +83,10 @@ def run_workflow(context, runner_factory: Callable[[], ProcessRunner] = Subproce
                  device: str = "auto", case: Optional[SampleCase] = None) -> WorkflowReport:
     """Load the sample case, segment it with the default model, remove the predicted lesion that overlaps the
     truth least (the kind of correction a reader makes), and evaluate against the phantom's truth."""
+    # Imported here: Slicer lists the sample case at start-up, before the panel has installed SciPy.
+    from .evaluation_logic import EvaluationLogic
+    from .lesion_table import LesionTableLogic
+
     case = case or load_sample_case(context)
     result = SegmentationLogic(context, runner_factory).segment(
         SegmentationRequest(inputs=dict(case.volumes), device=device))
