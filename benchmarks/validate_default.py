@@ -228,6 +228,8 @@ def write_table(summary: Dict[str, Any], real: Dict[str, Any], card: Any, cases:
         f"{VALIDATION_SEED_START + cases - 1}, never used in training; half ordinary, half domain-randomised "
         "contrast), plus false positives on healthy real scans. " + PAPERS,
         "",
+        "Post-processing (the card's): " + ", ".join(f"`{k}` = {v}" for k, v in card.postprocessing.items()) + ".",
+        "",
         "| metric | ours (synthetic) | target | Hille 2020 | Chen 2024 | Wang 2023 |",
         "|---|---|---|---|---|---|",
         f"| lesion Dice (mean per case with lesions) | {fmt(overall['lesion_dice'])} | ≥ 85 % | ≤ 77.6 % | 91.1 % "
