@@ -112,7 +112,7 @@ class SpineMetSegLogic(ScriptedLoadableModuleLogic):
 
 
 class SpineMetSegTest(ScriptedLoadableModuleTest):
-    """Loads the sample case, segments it with the default model, removes a lesion, evaluates against the truth."""
+    """Loads the sample case, segments it with the default model, corrects one lesion, evaluates against the truth."""
 
     def setUp(self):
         slicer.mrmlScene.Clear()
@@ -131,7 +131,8 @@ class SpineMetSegTest(ScriptedLoadableModuleTest):
         self.delayDisplay("Segmenting the sample case with the default model")
         report = sample_data.run_workflow(MRMLContext.from_slicer())
         self.assertGreater(report.lesions_found, 0)
-        self.assertEqual(report.lesions_after_edit, report.lesions_found - 1)
+        self.assertNotEqual(report.edit, "none")
         self.assertLess(report.change_dice, 1.0)
+        self.assertGreater(report.dice_after_edit, report.dice_before_edit)
         self.assertGreater(report.dice_after_edit, sample_data.SELF_TEST_MIN_DICE)
         self.delayDisplay(f"Dice against the phantom's truth: {report.dice_after_edit:.3f}")

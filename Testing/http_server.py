@@ -153,6 +153,7 @@ def card_for(data: bytes, url: str, *, name: str = "test-model", version: str = 
     """A valid model card dict (the shipped default's fields) whose file is ``data`` at ``url``."""
     card = copy.deepcopy(load_catalog(EMBEDDED_CATALOG, include_imported=False).get().raw)
     card.update(name=name, version=version)
+    card.pop("supersedes", None)  # the shipped default may name its predecessor; a test card has none
     card["file"] = {"url": url, "size": len(data), "sha256": hashlib.sha256(data).hexdigest(),
                     "format": file_format, **file_fields}
     return card

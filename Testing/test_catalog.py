@@ -15,7 +15,9 @@ from SpineMetSegLib.labels import ModelLabel
 
 @pytest.fixture
 def default_raw() -> dict:
-    return copy.deepcopy(catalog.load_catalog(catalog.EMBEDDED_CATALOG, include_imported=False).get().raw)
+    """The first shipped default card (1.0.0, which supersedes nothing): a valid card to break in tests."""
+    shipped = catalog.load_catalog(catalog.EMBEDDED_CATALOG, include_imported=False)
+    return copy.deepcopy(shipped.get("spinemetseg-default", "1.0.0").raw)
 
 
 @pytest.fixture(autouse=True)
@@ -32,7 +34,7 @@ def write_catalog(folder, cards, **extra):
 
 def test_the_shipped_default_card_is_the_one_the_team_agreed():
     card = catalog.default_card()
-    assert (card.name, card.version) == ("spinemetseg-default", "1.0.0")
+    assert (card.name, card.version) == ("spinemetseg-default", "1.1.0")
     assert card.inputs == ("t1", "t2", "stir") and card.min_inputs == 1
     assert card.orientation == "LPS" and card.spacing_mm == (None, 1.0, 1.0)
     assert card.network["dimensions"] == 2 and card.network["slice_axis"] == 0
@@ -42,7 +44,12 @@ def test_the_shipped_default_card_is_the_one_the_team_agreed():
         "spinal canal": ModelLabel.SPINAL_CANAL}
     assert card.out_channels == 4
     assert card.label_value("metastasis") == 1
-    assert card.file["url"] == "embedded:spinemetseg-default-1.0.0.safetensors" and card.is_embedded
+    assert card.file["url"] == "embedded:spinemetseg-default-1.1.0.safetensors" and card.is_embedded
+    assert 0.0 < card.postprocessing["min_lesion_mean_probability"] < 1.0
+    # The version it supersedes stays in the catalog, embedded and usable by name and version.
+    assert card.supersedes == "1.0.0"
+    older = catalog.load_catalog().get("spinemetseg-default", "1.0.0")
+    assert older.is_embedded and catalog.model_file(older).is_file()
 
 
 def test_the_default_labels_carry_snomed_ct_codes():
@@ -54,10 +61,10 @@ def test_the_default_labels_carry_snomed_ct_codes():
 
 def test_the_embedded_file_matches_its_card():
     """Fails when someone replaces the weights file without updating the catalog's size and sha256."""
-    card = catalog.default_card()
-    data = catalog.model_file(card).read_bytes()
-    assert len(data) == card.file["size"]
-    assert hashlib.sha256(data).hexdigest() == card.file["sha256"]
+    for card in catalog.load_catalog().versions("spinemetseg-default"):
+        data = catalog.model_file(card).read_bytes()
+        assert len(data) == card.file["size"], card.version
+        assert hashlib.sha256(data).hexdigest() == card.file["sha256"], card.version
 
 
 def test_a_bad_field_is_named_with_its_entry(tmp_path, default_raw):
@@ -165,7 +172,7 @@ def test_the_catalog_file_comes_from_the_environment(tmp_path, default_raw, monk
 def test_a_card_file_is_read_and_validated(tmp_path, default_raw):
     path = tmp_path / "card.json"
     path.write_text(json.dumps(default_raw))
-    assert catalog.card_from_file(path) == catalog.default_card()
+    assert catalog.card_from_file(path) == catalog.load_catalog().get("spinemetseg-default", "1.0.0")
     del default_raw["labels"]
     path.write_text(json.dumps(default_raw))
     with pytest.raises(ModelError) as error:

@@ -164,15 +164,19 @@ def baseline_segment(images: Dict[str, sitk.Image], card: Any, model: Any, timin
         on_input.append(sitk.GetArrayFromImage(sitk.Resample(image, reference, sitk.Transform(), sitk.sitkLinear)))
     on_input = np.stack(on_input)
     labels = np.argmax(on_input, axis=0).astype(np.uint8)
+    lesion_probability = on_input[ModelLabel.METASTASIS].copy()
     on_input[ModelLabel.METASTASIS] = -1.0
     post = spec["postprocessing"]
+    predicts_bone = any(int(label["value"]) == ModelLabel.VERTEBRAL_BODY for label in spec["labels"])
     labels, _ = clean_lesions(
         labels,
         np.argmax(on_input, axis=0).astype(np.uint8),
         voxel_volume_ml=float(np.prod(reference.GetSpacing())) / 1000.0,
         min_lesion_volume_ml=float(post["min_lesion_volume_ml"]),
-        must_touch_bone=bool(post["lesions_must_touch_bone"])
-        and any(int(label["value"]) == ModelLabel.VERTEBRAL_BODY for label in spec["labels"]),
+        must_touch_bone=bool(post["lesions_must_touch_bone"]) and predicts_bone,
+        min_body_contact_fraction=float(post.get("min_body_contact_fraction", 0.0)) if predicts_bone else 0.0,
+        lesion_probability=lesion_probability,
+        min_mean_probability=float(post.get("min_lesion_mean_probability", 0.0)),
     )
     result = sitk.GetImageFromArray(labels)
     result.CopyInformation(reference)

@@ -31,7 +31,7 @@ import torch
 from scipy import ndimage
 
 from SpineMetSegLib.catalog import load_catalog, load_model
-from SpineMetSegLib.cli.segment import model_from_files
+from SpineMetSegLib.cli.segment import model_from_files, with_min_lesion_probability
 from SpineMetSegLib.imageio import read_image, reorient
 from SpineMetSegLib.inference import segment_images
 from SpineMetSegLib.labels import Anatomy, ModelLabel
@@ -327,6 +327,8 @@ def main(argv: Optional[List[str]] = None) -> int:
     parser.add_argument("--model", default=None, help="catalog model name (default: the default model)")
     parser.add_argument("--weights", type=Path, help="weights of a model not in the catalog (with --card)")
     parser.add_argument("--card", type=Path, help="model card for --weights")
+    parser.add_argument("--min-lesion-probability", type=float, metavar="P",
+                        help="override the card's min_lesion_mean_probability (to report other operating points)")
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--real", type=Path, default=Path(__file__).resolve().parents[1].parent / "shared" / "data"
                         / "real", help="folder of healthy real scans")
@@ -334,6 +336,7 @@ def main(argv: Optional[List[str]] = None) -> int:
     torch.set_num_threads(args.threads)
     args.output.mkdir(parents=True, exist_ok=True)
     card, model = load_model_under_test(args.model, args.weights, args.card)
+    card = with_min_lesion_probability(card, args.min_lesion_probability)
     pictures: List[Any] = []
     synthetic = validate_synthetic(card, model, args.cases, min(args.subset_cases, args.cases), pictures)
     summary = summarise(synthetic["cases"])

@@ -18,6 +18,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any, Callable, Dict, List, Optional
 
+import numpy as np
 import SimpleITK as sitk
 
 from .. import catalog
@@ -72,17 +73,19 @@ class WorkflowReport:
 
     lesions_found: int
     lesions_after_edit: int
-    removed_lesion_volume_ml: float
+    edit: str  # "removed a false lesion", "outlined a missed lesion" or "none" (nothing to correct)
+    edited_volume_ml: float
     dice_before_edit: float
     dice_after_edit: float
-    change_dice: float  # corrected vs original prediction: below 1 once a lesion was removed
+    change_dice: float  # corrected vs original prediction: below 1 once the reader changed something
     log: List[str] = field(default_factory=list)
 
 
 def run_workflow(context, runner_factory: Callable[[], ProcessRunner] = SubprocessRunner,
                  device: str = "auto", case: Optional[SampleCase] = None) -> WorkflowReport:
-    """Load the sample case, segment it with the default model, remove the predicted lesion that overlaps the
-    truth least (the kind of correction a reader makes), and evaluate against the phantom's truth."""
+    """Load the sample case, segment it with the default model, make the correction a reader would make (remove a
+    false lesion when there is one, else outline the largest missed metastasis), and evaluate against the
+    phantom's truth before and after."""
     # Imported here: Slicer lists the sample case at start-up, before the panel has installed SciPy.
     from .evaluation_logic import EvaluationLogic
     from .lesion_table import LesionTableLogic
@@ -98,15 +101,15 @@ def run_workflow(context, runner_factory: Callable[[], ProcessRunner] = Subproce
     truth_id = segments.find_segment_id(case.truth_node, segments.METASTASIS)
     metastasis_id = segments.find_segment_id(node, segments.METASTASIS)
     before = evaluation.evaluate(case.truth_node, truth_id, node, metastasis_id)
-    removed = _least_supported(found, case.truth_node, truth_id)
-    tables_logic.remove_lesion(node, removed)
+    edit, volume_ml = _correct(tables_logic, node, metastasis_id, found, case.truth_node, truth_id)
     after_table = tables_logic.update(node)
     after = evaluation.evaluate(case.truth_node, truth_id, node, metastasis_id, table_node=before.table_node)
     change = evaluation.compare_with_original(node)
     return WorkflowReport(
         lesions_found=len(found),
         lesions_after_edit=len(after_table.lesions),
-        removed_lesion_volume_ml=removed.volume_ml,
+        edit=edit,
+        edited_volume_ml=volume_ml,
         dice_before_edit=before.metrics["dice"],
         dice_after_edit=after.metrics["dice"],
         change_dice=change.metrics["dice"],
@@ -114,9 +117,12 @@ def run_workflow(context, runner_factory: Callable[[], ProcessRunner] = Subproce
     )
 
 
-def _least_supported(found, truth_node, truth_id):
-    """The lesion whose centre lies farthest outside the truth (a false positive when there is one)."""
-    truth = mrml_scene.segment_mask(truth_node, truth_id)
+def _correct(tables_logic, node, metastasis_id: str, found, truth_node, truth_id: str):
+    """The reader's correction, as (what was done, volume in ml): remove the predicted lesion lying farthest
+    outside the truth when one lies outside it, else add the largest truth lesion that no prediction touches."""
+    from ..lesion_matching import connected_lesions
+
+    truth = mrml_scene.segment_mask(truth_node, truth_id, mrml_scene.segmentation_geometry(node))
     distance = sitk.SignedMaurerDistanceMap(truth, insideIsPositive=False, squaredDistance=False,
                                             useImageSpacing=True)
 
@@ -125,4 +131,19 @@ def _least_supported(found, truth_node, truth_id):
         inside = all(0 <= i < n for i, n in zip(index, distance.GetSize()))
         return distance[index] if inside else float("inf")
 
-    return max(found, key=outside_mm)
+    farthest = max(found, key=outside_mm)
+    if outside_mm(farthest) > 0:
+        tables_logic.remove_lesion(node, farthest)
+        return "removed a false lesion", farthest.volume_ml
+    predicted = mrml_scene.segment_mask(node, metastasis_id)
+    truth_array = sitk.GetArrayFromImage(truth) > 0
+    predicted_array = sitk.GetArrayFromImage(predicted) > 0
+    components, count = connected_lesions(truth_array)
+    missed = [i for i in range(1, count + 1) if not predicted_array[components == i].any()]
+    if not missed:
+        return "none", 0.0
+    largest = max(missed, key=lambda i: int((components == i).sum()))
+    corrected = sitk.GetImageFromArray((predicted_array | (components == largest)).astype(np.uint8))
+    corrected.CopyInformation(predicted)
+    mrml_scene.set_segment_mask(node, metastasis_id, corrected)
+    return "outlined a missed lesion", float((components == largest).sum() * np.prod(predicted.GetSpacing()) / 1000)
