@@ -119,7 +119,7 @@ def baseline_segment(images: Dict[str, sitk.Image], card: Any, model: Any, timin
 
     from SpineMetSegLib import imageio, preprocessing
     from SpineMetSegLib.labels import ModelLabel
-    from SpineMetSegLib.postprocessing import clean_lesions
+    from SpineMetSegLib.postprocessing import card_options, clean_lesions
 
     started = time.perf_counter()
     spec = preprocessing.card_dict(card)
@@ -166,17 +166,12 @@ def baseline_segment(images: Dict[str, sitk.Image], card: Any, model: Any, timin
     labels = np.argmax(on_input, axis=0).astype(np.uint8)
     lesion_probability = on_input[ModelLabel.METASTASIS].copy()
     on_input[ModelLabel.METASTASIS] = -1.0
-    post = spec["postprocessing"]
-    predicts_bone = any(int(label["value"]) == ModelLabel.VERTEBRAL_BODY for label in spec["labels"])
     labels, _ = clean_lesions(
         labels,
         np.argmax(on_input, axis=0).astype(np.uint8),
         voxel_volume_ml=float(np.prod(reference.GetSpacing())) / 1000.0,
-        min_lesion_volume_ml=float(post["min_lesion_volume_ml"]),
-        must_touch_bone=bool(post["lesions_must_touch_bone"]) and predicts_bone,
-        min_body_contact_fraction=float(post.get("min_body_contact_fraction", 0.0)) if predicts_bone else 0.0,
         lesion_probability=lesion_probability,
-        min_mean_probability=float(post.get("min_lesion_mean_probability", 0.0)),
+        **card_options(spec),
     )
     result = sitk.GetImageFromArray(labels)
     result.CopyInformation(reference)

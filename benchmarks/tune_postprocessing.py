@@ -9,7 +9,7 @@ Tuning cases: phantom seeds ``TUNING_SEED_START + i`` for i < ``--cases`` (even 
 ``i`` domain-randomised), between the training seeds (below ``TRAINING_SEED_LIMIT``) and the validation seeds
 (from ``VALIDATION_SEED_START``). Each case runs once through the shipped pipeline with the card's
 post-processing but no probability rule, keeping the metastasis probability map; each candidate threshold then
-removes the lesions whose mean probability is below it, exactly as ``postprocessing.clean_lesions`` does, and the
+removes the lesions whose mean probability is below it with ``postprocessing.clean_lesions``, and the
 lesions are scored as ``validate_default.py`` scores them.
 
 Rule: the threshold with the highest F1 for lesions of 5 mm and more, F1 = 2 TP / (2 TP + FN + FP), with FP
@@ -40,14 +40,14 @@ from validate_default import (  # noqa: E402
     LARGE_LESION_MM,
     REAL_SCANS,
     lesion_analysis,
-    load_model_under_test,
 )
 
-from SpineMetSegLib.cli.segment import with_min_lesion_probability  # noqa: E402
+from SpineMetSegLib.cli.segment import load_card_and_model, with_min_lesion_probability  # noqa: E402
+from SpineMetSegLib.errors import SpineMetSegError  # noqa: E402
 from SpineMetSegLib.imageio import read_image  # noqa: E402
 from SpineMetSegLib.inference import segment_images  # noqa: E402
-from SpineMetSegLib.labels import ModelLabel  # noqa: E402
 from SpineMetSegLib.phantom import generate_case  # noqa: E402
+from SpineMetSegLib.postprocessing import clean_lesions  # noqa: E402
 from SpineMetSegLib.training.data import TRAINING_SEED_LIMIT, VALIDATION_SEED_START  # noqa: E402
 
 TUNING_SEED_START = 5_100_000
@@ -59,15 +59,9 @@ assert TRAINING_SEED_LIMIT <= TUNING_SEED_START < VALIDATION_SEED_START
 
 def apply_threshold(labels: np.ndarray, probability: np.ndarray, threshold: float) -> np.ndarray:
     """``labels`` without the lesion components whose mean ``probability`` is below ``threshold``."""
-    lesion = labels == ModelLabel.METASTASIS
-    components, count = ndimage.label(lesion, structure=CONNECTIVITY)
-    if count == 0 or threshold <= 0:
-        return labels
-    means = ndimage.mean(probability, components, np.arange(1, count + 1))
-    removed = np.isin(components, np.flatnonzero(np.asarray(means) < threshold) + 1)
-    out = labels.copy()
-    out[removed] = 0
-    return out
+    cleaned, _ = clean_lesions(labels.copy(), None, voxel_volume_ml=1.0, lesion_probability=probability,
+                               min_mean_probability=threshold)
+    return cleaned
 
 
 def run(images: Dict[str, sitk.Image], card: Any, model: torch.nn.Module):
@@ -99,7 +93,10 @@ def main(argv: List[str] = None) -> int:
     parser.add_argument("--threads", type=int, default=1)
     args = parser.parse_args(argv)
     torch.set_num_threads(args.threads)
-    card, model = load_model_under_test(args.model, args.weights, args.card)
+    try:
+        card, model = load_card_and_model(args.model, None, args.weights, args.card)
+    except SpineMetSegError as error:
+        parser.error(str(error))
     card = with_min_lesion_probability(card, 0.0)  # every lesion; the candidates are applied below
     started = time.perf_counter()
     per_threshold = {t: [] for t in CANDIDATES}

@@ -30,8 +30,8 @@ import SimpleITK as sitk
 import torch
 from scipy import ndimage
 
-from SpineMetSegLib.catalog import load_catalog, load_model
-from SpineMetSegLib.cli.segment import model_from_files, with_min_lesion_probability
+from SpineMetSegLib.cli.segment import load_card_and_model, with_min_lesion_probability
+from SpineMetSegLib.errors import SpineMetSegError
 from SpineMetSegLib.imageio import read_image, reorient
 from SpineMetSegLib.inference import segment_images
 from SpineMetSegLib.labels import Anatomy, ModelLabel
@@ -53,16 +53,6 @@ PAPERS = (
     "77.6 %, sensitivity up to 78.9 %; Chen et al. 2024: Dice 91.1 %, precision 90.6 %, recall 91.1 %; "
     "Wang et al. 2023: pixel accuracy 98 %."
 )
-
-
-def load_model_under_test(name: Optional[str], weights: Optional[Path], card: Optional[Path]):
-    """(card, network): a catalog model by ``name`` (the default when None), or ``weights`` with their ``card``."""
-    if weights or card:
-        if not (weights and card):
-            raise SystemExit("--weights and --card go together")
-        return model_from_files(str(weights), str(card))
-    found = load_catalog().get(name)
-    return found, load_model(found)
 
 
 def dice(a: np.ndarray, b: np.ndarray) -> Optional[float]:
@@ -335,7 +325,10 @@ def main(argv: Optional[List[str]] = None) -> int:
     args = parser.parse_args(argv)
     torch.set_num_threads(args.threads)
     args.output.mkdir(parents=True, exist_ok=True)
-    card, model = load_model_under_test(args.model, args.weights, args.card)
+    try:
+        card, model = load_card_and_model(args.model, None, args.weights, args.card)
+    except SpineMetSegError as error:
+        parser.error(str(error))
     card = with_min_lesion_probability(card, args.min_lesion_probability)
     pictures: List[Any] = []
     synthetic = validate_synthetic(card, model, args.cases, min(args.subset_cases, args.cases), pictures)

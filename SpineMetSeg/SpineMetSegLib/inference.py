@@ -41,7 +41,7 @@ from .atomicfile import default_file_mode
 from .errors import ImageError, ModelError
 from .labels import ModelLabel
 from .network import downsampling_factor
-from .postprocessing import clean_lesions
+from .postprocessing import card_options, clean_lesions
 from .progress import ProgressCallback, no_progress
 
 # Window overlap: 0.25 with Gaussian blending gives the same segmentation as 0.5 at about half the windows.
@@ -523,17 +523,12 @@ def to_input_grid(
         # The metastasis probability at lesion voxels, as the probability map output has it.
         return regrid.interpolate_points(probabilities[ModelLabel.METASTASIS], maps, points)
 
-    post = spec.get("postprocessing") or {}
-    predicts_bone = any(int(label["value"]) == ModelLabel.VERTEBRAL_BODY for label in spec.get("labels", []))
     region_labels, volumes = clean_lesions(
         region_labels,
         fallback,
         voxel_volume_ml=float(np.prod(reference.GetSpacing())) / 1000.0,
-        min_lesion_volume_ml=float(post.get("min_lesion_volume_ml", 0.0)),
-        must_touch_bone=bool(post.get("lesions_must_touch_bone", False)) and predicts_bone,
-        min_body_contact_fraction=float(post.get("min_body_contact_fraction", 0.0)) if predicts_bone else 0.0,
         lesion_probability=lesion_probability,
-        min_mean_probability=float(post.get("min_lesion_mean_probability", 0.0)),
+        **card_options(spec),
     )
     box = tuple(slice(int(s), int(s + n)) for s, n in zip(start[::-1], size[::-1]))  # numpy order (k, j, i)
     labels = _paste(region_labels, box, reference, np.uint8)

@@ -24,7 +24,7 @@ function computing it only at the removed voxels), background otherwise.
 
 from __future__ import annotations
 
-from typing import Callable, List, Tuple, Union
+from typing import Any, Callable, Dict, List, Mapping, Tuple, Union
 
 import numpy as np
 from scipy import ndimage
@@ -40,6 +40,21 @@ Points = Tuple[np.ndarray, ...]
 # The label of each removed voxel: a label map like ``labels``, or a function of the voxels' indices.
 VoxelValues = Union[np.ndarray, Callable[[Points], np.ndarray], None]
 Fallback = VoxelValues
+
+
+def card_options(spec: Mapping[str, Any]) -> Dict[str, Any]:
+    """The ``clean_lesions`` options a model card's JSON (``spec``) asks for in its ``postprocessing`` block.
+
+    The rules that need the vertebral body apply only to models that predict it.
+    """
+    post = spec.get("postprocessing") or {}
+    predicts_bone = any(int(label["value"]) == ModelLabel.VERTEBRAL_BODY for label in spec.get("labels", []))
+    return {
+        "min_lesion_volume_ml": float(post.get("min_lesion_volume_ml", 0.0)),
+        "must_touch_bone": bool(post.get("lesions_must_touch_bone", False)) and predicts_bone,
+        "min_body_contact_fraction": float(post.get("min_body_contact_fraction", 0.0)) if predicts_bone else 0.0,
+        "min_mean_probability": float(post.get("min_lesion_mean_probability", 0.0)),
+    }
 
 
 def clean_lesions(

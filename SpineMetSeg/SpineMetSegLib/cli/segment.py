@@ -111,13 +111,20 @@ def _inputs(args: argparse.Namespace) -> Dict[str, str]:
 
 
 def _model(args: argparse.Namespace) -> Tuple[Any, Any]:
+    return load_card_and_model(args.model, args.model_version, args.weights, args.card)
+
+
+def load_card_and_model(name: Optional[str] = None, version: Optional[str] = None, weights_path: Any = None,
+                        card_path: Any = None) -> Tuple[Any, Any]:
+    """(card, network in eval mode): a catalog model (the default when ``name`` is None, its newest version when
+    ``version`` is None), or the weights at ``weights_path`` with the card at ``card_path``."""
     from .. import catalog
 
-    if args.weights or args.card:
-        if not (args.weights and args.card):
+    if weights_path or card_path:
+        if not (weights_path and card_path):
             raise SpineMetSegError("--weights and --card go together: the card says how to build the network.")
-        return model_from_files(args.weights, args.card)
-    card = catalog.load_catalog().get(args.model, args.model_version)
+        return model_from_files(str(weights_path), str(card_path))
+    card = catalog.load_catalog().get(name, version)
     return card, catalog.load_model(card)
 
 

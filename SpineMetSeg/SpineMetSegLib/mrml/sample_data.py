@@ -142,8 +142,9 @@ def _correct(tables_logic, node, metastasis_id: str, found, truth_node, truth_id
     missed = [i for i in range(1, count + 1) if not predicted_array[components == i].any()]
     if not missed:
         return "none", 0.0
-    largest = max(missed, key=lambda i: int((components == i).sum()))
-    corrected = sitk.GetImageFromArray((predicted_array | (components == largest)).astype(np.uint8))
+    sizes = np.bincount(components.ravel(), minlength=count + 1)
+    added = components == max(missed, key=lambda i: sizes[i])
+    corrected = sitk.GetImageFromArray((predicted_array | added).astype(np.uint8))
     corrected.CopyInformation(predicted)
     mrml_scene.set_segment_mask(node, metastasis_id, corrected)
-    return "outlined a missed lesion", float((components == largest).sum() * np.prod(predicted.GetSpacing()) / 1000)
+    return "outlined a missed lesion", float(added.sum() * np.prod(predicted.GetSpacing()) / 1000.0)
