@@ -4,9 +4,12 @@ Usage::
 
     spinemetseg phantom --seed 7 --output case-0007 [--acquisition sagittal2d|iso3d]
                         [--contrast standard|randomized] [--png]
+    spinemetseg phantom --seed 7 --anatomy-from cases/vb2_05 --output drawn-0007 [--generate t1 stir] [--png]
 
 Writes t1/t2/stir/lesions/anatomy .nii.gz and case.json (and preview.png with --png) into the output folder and
-prints one line per lesion. The same seed always writes the same bytes.
+prints one line per lesion. The same seed always writes the same bytes. With ``--anatomy-from`` the lesions and
+look-alikes are drawn into a real case folder instead (its own sequences, plus ``--generate`` T1/T2/STIR-like
+images converted from its first sequence; see ``SpineMetSegLib.data``).
 """
 
 from __future__ import annotations
@@ -52,10 +55,22 @@ def register(subcommands: argparse._SubParsersAction) -> None:
         help="standard: textbook tissue contrasts; randomized: random intensities per tissue (domain randomisation)",
     )
     parser.add_argument("--png", action="store_true", help="also write preview.png (mid-sagittal T1, T2, STIR)")
+    parser.add_argument(
+        "--anatomy-from", type=Path, metavar="CASE",
+        help="draw simulated lesions into this real case folder (an image such as t2.nii.gz plus "
+        "vertebral_bodies.nii.gz on one grid) instead of rendering a phantom",
+    )
+    parser.add_argument("--generate", nargs="+", choices=("t1", "t2", "stir"), default=[], metavar="SEQUENCE",
+                        help="with --anatomy-from: also write these sequences converted from the case's first image "
+                        "(textbook-like contrast, or random per tissue with --contrast randomized)")
     parser.set_defaults(run=run)
 
 
 def run(args: argparse.Namespace) -> int:
+    if args.anatomy_from is not None:
+        return run_anatomy(args)
+    if args.generate:
+        raise SpineMetSegError("--generate works with --anatomy-from; a phantom case always has T1, T2 and STIR.")
     from ..phantom import generate_case, write_case
 
     output = Path(args.output)
@@ -84,4 +99,32 @@ def run(args: argparse.Namespace) -> int:
         )
     for finding in info["look_alikes"]:
         print(f"  look-alike: {finding['kind']} in {finding['vertebra']}, {finding['volume_ml']:.3f} mL")
+    return 0
+
+
+def run_anatomy(args: argparse.Namespace) -> int:
+    from ..data.anatomy_case import generate_anatomy_case, write_anatomy_case
+    from ..data.real_case import load_real_case
+
+    if args.acquisition is not None:
+        raise SpineMetSegError("--acquisition is for the phantom; a real case keeps its own grid.")
+    output = Path(args.output)
+    if output.exists() and not output.is_dir():
+        raise SpineMetSegError(f"The output {output} is a file; give a folder to write the case into.")
+    case = generate_anatomy_case(load_real_case(args.anatomy_from), args.seed, generate=args.generate,
+                                 contrast=args.contrast)
+    try:
+        written = write_anatomy_case(case, output, png=args.png)
+    except OSError as error:
+        raise SpineMetSegError(f"Cannot write the case into {output}: {error.strerror or error}.") from None
+    info = case.info
+    print(f"wrote {len(written)} files to {output}: {', '.join(written)}")
+    print(f"seed {info['seed']}: simulated lesions in real anatomy from {info['anatomy_from']}; sequences "
+          + ", ".join(f"{name} ({how})" for name, how in info["sequences"].items()))
+    print(f"{len(info['lesions'])} lesion(s), {len(info['look_alikes'])} look-alike(s)")
+    for lesion in info["lesions"]:
+        print(f"  lesion {lesion['id']}: {lesion['type']} in body {lesion['host_body']} ({lesion['location']}), "
+              f"{lesion['volume_ml']:.3f} mL, diameter {lesion['diameter_mm']:.1f} mm")
+    for finding in info["look_alikes"]:
+        print(f"  look-alike: {finding['kind']} in body {finding['host_body']}, {finding['volume_ml']:.3f} mL")
     return 0

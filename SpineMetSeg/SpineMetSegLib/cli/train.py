@@ -4,6 +4,7 @@ Usage::
 
     spinemetseg train --output runs/a --steps 4000                         # synthetic cases made on the fly
     spinemetseg train --output runs/b --data /data/Dataset101_Spine --no-synthetic --fine-tune spinemetseg-default
+    spinemetseg train --output runs/r --anatomy cases/ --fine-tune spinemetseg-default  # + real anatomy
     spinemetseg train --output runs/a --steps 4000 --resume                # continue after an interruption
     torchrun --nproc_per_node 2 -m SpineMetSegLib.cli train --output runs/c   # several GPUs / nodes
 
@@ -29,7 +30,17 @@ def register(subcommands: argparse._SubParsersAction) -> None:
     parser.add_argument("--output", required=True, help="folder for checkpoint, log, curves and the model")
     parser.add_argument("--data", metavar="FOLDER",
                         help="folder of annotated cases (imagesTr/, labelsTr/, dataset.json)")
-    parser.add_argument("--no-synthetic", action="store_true", help="train on --data only, no synthetic cases")
+    parser.add_argument("--anatomy", metavar="FOLDER",
+                        help="folder of real case folders ('spinemetseg dataset import-vb'); lesions are drawn into "
+                        "them on the fly; only the fixed split's training cases are read")
+    parser.add_argument("--anatomy-fraction", type=float, default=0.5,
+                        help="share of patches from real anatomy when --anatomy is given (default 0.5)")
+    parser.add_argument("--anatomy-pool-size", type=int, default=12,
+                        help="real-anatomy cases held at once (default 12)")
+    parser.add_argument("--anatomy-tuning-cases", type=int, default=0,
+                        help="real-anatomy cases from the split's tuning scans, checked with the held-out cases "
+                        "(default 0)")
+    parser.add_argument("--no-synthetic", action="store_true", help="no phantom cases (only --data / --anatomy)")
     parser.add_argument("--synthetic-fraction", type=float, default=0.5,
                         help="share of patches from synthetic cases when --data is given too (default 0.5)")
     parser.add_argument("--validation-cases", type=int, default=4,
@@ -83,6 +94,10 @@ def run(args: argparse.Namespace) -> int:
         folder=args.data,
         synthetic_fraction=args.synthetic_fraction,
         folder_validation_cases=args.folder_validation_cases,
+        anatomy=args.anatomy,
+        anatomy_fraction=args.anatomy_fraction,
+        anatomy_pool_size=args.anatomy_pool_size,
+        anatomy_tuning_cases=args.anatomy_tuning_cases,
         pool_size=args.pool_size,
         refresh_every=args.refresh_every,
         workers=args.workers,

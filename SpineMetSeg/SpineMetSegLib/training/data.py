@@ -60,6 +60,7 @@ class CaseSlices:
     images: np.ndarray
     labels: np.ndarray
     spacing: Tuple[float, float, float] = (1.0, 1.0, 1.0)  # of the network grid, ITK order
+    canal_known: bool = True  # False for real anatomy: its spinal canal is not labelled (label 0 there)
 
     def __post_init__(self):
         self.lesion_slices = np.flatnonzero((self.labels == METASTASIS).any(axis=(1, 2)))
@@ -67,14 +68,15 @@ class CaseSlices:
 
 
 def case_from_arrays(name: str, image: np.ndarray, label: np.ndarray, slice_axis: int,
-                     keep: Optional[np.ndarray] = None, spacing: Sequence[float] = (1.0, 1.0, 1.0)) -> CaseSlices:
+                     keep: Optional[np.ndarray] = None, spacing: Sequence[float] = (1.0, 1.0, 1.0),
+                     canal_known: bool = True) -> CaseSlices:
     """Cut a preprocessed (C, i, j, k) image and (i, j, k) label into slices (only those in ``keep`` if given)."""
     images = slice_views(image, slice_axis)
     labels = slice_views(label, slice_axis)
     if keep is not None:
         images, labels = images[keep], labels[keep]
     return CaseSlices(name, np.ascontiguousarray(images, dtype=np.float16), np.ascontiguousarray(labels),
-                      tuple(float(v) for v in spacing))
+                      tuple(float(v) for v in spacing), canal_known)
 
 
 def choose_slices(labels: np.ndarray, rng: np.random.Generator) -> np.ndarray:
@@ -111,19 +113,95 @@ def synthetic_case(phantom_seed: int, contrast: str, card: Any, keep_all: bool =
 
 
 def _synthetic_worker(card_raw: dict, run_seed: int, indices: Sequence[int], world: int, rank: int,
-                      out: multiprocessing.Queue) -> None:
-    """Background process: generate the local cases ``indices`` in order and put them on ``out``."""
+                      out: multiprocessing.Queue, anatomy_folders: Sequence[str] = ()) -> None:
+    """Background process: generate the local cases ``indices`` in order and put them on ``out``.
+
+    With ``anatomy_folders`` the cases are real anatomy with lesions drawn from new seeds, else phantom cases.
+    """
     os.environ.setdefault("OMP_NUM_THREADS", "1")
     from ..catalog import card_from_dict
 
     card = card_from_dict(card_raw)
+    maker = AnatomySampler(anatomy_folders, card) if anatomy_folders else None
     for index in indices:
-        phantom_seed, contrast = training_case_seed(run_seed, index * world + rank)
+        global_index = index * world + rank
+        phantom_seed, contrast = training_case_seed(run_seed, global_index)
         try:
-            out.put((index, synthetic_case(phantom_seed, contrast, card)))
+            if maker is not None:
+                out.put((index, maker.sample(phantom_seed)))
+            else:
+                out.put((index, synthetic_case(phantom_seed, contrast, card)))
         except Exception as error:  # noqa: BLE001 - reported to the trainer, which raises it
             out.put((index, error))
             return
+
+
+# ------------------------------------------------------------------------------------------- real anatomy
+
+ANATOMY_MARGIN_MM = 60.0  # context kept around the vertebral bodies (bowel, muscle, canal, skin)
+CLEAN_CASE_PROBABILITY = 0.15  # real cases drawn without any lesion (look-alikes only)
+PLAUSIBLE_CONTRAST_PROBABILITY = 0.65  # a missing sequence is T1/T2/STIR-like, else random per tissue class
+THICK_SLICE_PROBABILITY = 0.5  # average 2-5 adjacent 1 mm sagittal slices, like a clinical 3-5 mm series
+THICK_SLICE_RANGE = (2, 5)
+
+
+class AnatomySampler:
+    """Training cases from real anatomy: a random training case folder, lesions and look-alikes from ``seed``.
+
+    Every card input the scan lacks is converted from its real sequence (textbook-like contrast with
+    ``PLAUSIBLE_CONTRAST_PROBABILITY``, else random per tissue class), before lesions are drawn, so each
+    lesion's contrast follows its sequence. Cases are cropped to the bodies plus ``ANATOMY_MARGIN_MM``.
+    """
+
+    def __init__(self, folders: Sequence[str], card: Any):
+        from ..data.real_case import crop_to_bodies, load_real_case
+
+        self.card = card
+        self.cases = [crop_to_bodies(load_real_case(folder), ANATOMY_MARGIN_MM) for folder in folders]
+        self._classes: Dict[str, Any] = {}
+
+    def _classes_of(self, case: Any) -> Any:
+        from ..data.contrast import tissue_classes
+
+        if case.name not in self._classes:
+            source = next(iter(case.sequences.values()))
+            self._classes[case.name] = tissue_classes(source, case.bodies > 0)
+        return self._classes[case.name]
+
+    def sample(self, seed: int, case_index: Optional[int] = None, keep_all: bool = False) -> CaseSlices:
+        from ..data.anatomy_case import generate_anatomy_case, model_target
+
+        rng = np.random.default_rng([seed, 17])
+        case = self.cases[int(rng.integers(len(self.cases))) if case_index is None else case_index]
+        inputs = [str(name).lower() for name in self.card.inputs]
+        missing = [name for name in inputs if name not in case.sequences]
+        plausible = rng.random() < PLAUSIBLE_CONTRAST_PROBABILITY
+        lesion_count = 0 if rng.random() < CLEAN_CASE_PROBABILITY else None
+        drawn = generate_anatomy_case(case, seed, generate=missing, contrast="standard" if plausible else "randomized",
+                                      lesion_count=lesion_count, classes=self._classes_of(case))
+        images = {name: drawn.images[name] for name in inputs}
+        if rng.random() < THICK_SLICE_PROBABILITY:
+            images = thick_slices(images, int(rng.integers(THICK_SLICE_RANGE[0], THICK_SLICE_RANGE[1] + 1)))
+        image, label, spacing = prepare_case(images, self.card, model_target(drawn))
+        slice_axis = int(self.card.network.get("slice_axis", 0))
+        keep = None if keep_all else choose_slices(slice_views(label, slice_axis), rng)
+        return case_from_arrays(f"{case.name}-{seed}", image, label, slice_axis, keep, spacing, canal_known=False)
+
+
+def thick_slices(images: Dict[str, Any], width: int) -> Dict[str, Any]:
+    """Average ``width`` neighbouring slices across the left-right axis (a thick-slice sagittal series)."""
+    import SimpleITK as sitk
+    from scipy import ndimage
+
+    out = {}
+    for name, image in images.items():
+        direction = np.array(image.GetDirection()).reshape(3, 3)
+        axis = 2 - int(np.argmax(np.abs(direction[0])))  # numpy axis along left-right
+        array = ndimage.uniform_filter1d(sitk.GetArrayFromImage(image), width, axis=axis)
+        thick = sitk.GetImageFromArray(array)
+        thick.CopyInformation(image)
+        out[name] = thick
+    return out
 
 
 class SyntheticStream:
@@ -134,7 +212,7 @@ class SyntheticStream:
     """
 
     def __init__(self, card: Any, *, seed: int, start_index: int = 0, workers: int = 1, prefetch: int = 4,
-                 rank: int = 0, world: int = 1, horizon: int = 1_000_000):
+                 rank: int = 0, world: int = 1, horizon: int = 1_000_000, anatomy_folders: Sequence[str] = ()):
         context = multiprocessing.get_context("spawn")
         self._queue = context.Queue(maxsize=max(prefetch, workers))
         self._ready: Dict[int, CaseSlices] = {}
@@ -142,7 +220,8 @@ class SyntheticStream:
         for k in range(max(1, workers)):
             indices = range(start_index + k, start_index + horizon, max(1, workers))
             process = context.Process(
-                target=_synthetic_worker, args=(card.raw, seed, indices, world, rank, self._queue), daemon=True
+                target=_synthetic_worker, args=(card.raw, seed, indices, world, rank, self._queue,
+                                                tuple(str(f) for f in anatomy_folders)), daemon=True
             )
             process.start()
             self._processes.append(process)

@@ -40,6 +40,7 @@ from ..progress import ProgressCallback, no_progress
 from . import distributed
 from .data import (
     LESION_CENTRE_PROBABILITY,
+    AnatomySampler,
     CaseSlices,
     FolderDataset,
     SyntheticStream,
@@ -79,6 +80,10 @@ class TrainConfig:
     folder: Optional[str] = None
     synthetic_fraction: float = 0.5  # share of patches from synthetic cases when a folder is given too
     folder_validation_cases: int = 0  # last N folder cases (sorted by name) held out for validation
+    anatomy: Optional[str] = None  # folder of real case folders (spinemetseg dataset import-vb); training split only
+    anatomy_fraction: float = 0.5  # share of patches from real anatomy when given
+    anatomy_pool_size: int = 12
+    anatomy_tuning_cases: int = 0  # tuning-split scans drawn with fixed seeds, checked with the held-out cases
     pool_size: int = 24
     refresh_every: int = 20  # steps between replacing the oldest synthetic case in the pool
     workers: int = 1
@@ -181,26 +186,46 @@ class CaseSource:
         self.stream = None
         self.pool: List[CaseSlices] = []
         self.pool_first = 0
+        self.anatomy_stream = None
+        self.anatomy_pool: List[CaseSlices] = []
+        self.anatomy_first = 0
+        first = self._first_index(start_step)
         if config.synthetic:
-            first = self._first_index(start_step)
             self.stream = SyntheticStream(card, seed=config.seed, start_index=first, workers=config.workers,
                                           rank=context.rank, world=context.world_size)
             self.pool = [self.stream.get(i) for i in range(first, first + config.pool_size)]
             self.pool_first = first
+        if config.anatomy:
+            from ..data.split import training_folders
+
+            # Real-anatomy case i gets seed stream (seed + 1): never the phantom's seeds of the same run.
+            self.anatomy_stream = SyntheticStream(
+                card, seed=config.seed + 1, start_index=first, workers=config.workers, rank=context.rank,
+                world=context.world_size, anatomy_folders=training_folders(config.anatomy),
+            )
+            self.anatomy_pool = [self.anatomy_stream.get(i) for i in range(first, first + config.anatomy_pool_size)]
+            self.anatomy_first = first
 
     def _first_index(self, step: int) -> int:
         return step // max(1, self.config.refresh_every)
 
     def advance_to(self, step: int) -> None:
-        """Replace the oldest synthetic cases so the pool holds the cases scheduled for ``step``."""
-        if self.stream is None:
-            return
-        while self.pool_first < self._first_index(step):
+        """Replace the oldest generated cases so the pools hold the cases scheduled for ``step``."""
+        while self.stream is not None and self.pool_first < self._first_index(step):
             self.pool.pop(0)
             self.pool.append(self.stream.get(self.pool_first + self.config.pool_size))
             self.pool_first += 1
+        while self.anatomy_stream is not None and self.anatomy_first < self._first_index(step):
+            self.anatomy_pool.pop(0)
+            self.anatomy_pool.append(self.anatomy_stream.get(self.anatomy_first + self.config.anatomy_pool_size))
+            self.anatomy_first += 1
 
     def choose(self, rng: np.random.Generator) -> CaseSlices:
+        use_anatomy = bool(self.anatomy_pool) and (
+            not (self.pool or self.folder_cases) or rng.random() < self.config.anatomy_fraction
+        )
+        if use_anatomy:
+            return self.anatomy_pool[int(rng.integers(len(self.anatomy_pool)))]
         use_synthetic = bool(self.pool) and (
             not self.folder_cases or rng.random() < self.config.synthetic_fraction
         )
@@ -208,25 +233,39 @@ class CaseSource:
         return cases[int(rng.integers(len(cases)))]
 
     def close(self) -> None:
-        if self.stream is not None:
-            self.stream.close()
+        for stream in (self.stream, self.anatomy_stream):
+            if stream is not None:
+                stream.close()
 
 
 def make_batch(source: CaseSource, augment: Any, config: TrainConfig, step: int, rank: int):
-    """The (images [B, C, h, w], labels [B, 1, h, w]) batch of ``step`` for process ``rank``."""
+    """The (images [B, C, h, w], labels [B, 1, h, w], canal known [B]) batch of ``step`` for process ``rank``."""
     rng = step_rng(config.seed, step, rank)
     augment.set_random_state(seed=int(rng.integers(2**31 - 1)))
     crop = [int(math.ceil(s * PATCH_MARGIN)) for s in config.patch_size]
-    images, labels = [], []
+    images, labels, known = [], [], []
     for _ in range(config.batch_size):
-        patch = augment(sample_patch(source.choose(rng), crop, rng, config.lesion_patch_fraction))
+        case = source.choose(rng)
+        patch = augment(sample_patch(case, crop, rng, config.lesion_patch_fraction))
         image = drop_channels(np.asarray(patch["image"], dtype=np.float32), rng, config.keep_all_channels_probability)
         images.append(image)
         labels.append(np.asarray(patch["label"]).astype(np.int64))
-    return torch.from_numpy(np.stack(images)), torch.from_numpy(np.stack(labels))
+        known.append(case.canal_known)
+    return (torch.from_numpy(np.stack(images)), torch.from_numpy(np.stack(labels)),
+            torch.tensor(known, dtype=torch.bool))
 
 
 # ------------------------------------------------------------------------------------------------ validation
+
+ANATOMY_TUNING_SEED_START = 7_000_000  # fixed seeds of the real-anatomy tuning cases (training seeds are smaller)
+
+
+def anatomy_tuning_cases(card: Any, folders: List[str], count: int) -> List[CaseSlices]:
+    """``count`` real-anatomy cases from the tuning split (cycling through its scans), fixed seeds, all slices."""
+    sampler = AnatomySampler(folders, card)
+    return [sampler.sample(ANATOMY_TUNING_SEED_START + i, case_index=i % len(folders), keep_all=True)
+            for i in range(count)]
+
 
 
 @torch.no_grad()
@@ -266,6 +305,8 @@ def evaluate(model: torch.nn.Module, cases: List[CaseSlices], card: Any, device:
                 labels=[int(label["value"]) for label in card.labels], missing_ok=True,
             )
             for label in card.labels:
+                if not case.canal_known and label["name"] == "spinal canal":
+                    continue  # real anatomy: the canal is not labelled, so its Dice would measure nothing
                 dice = metrics[str(label["value"])]["dice"]
                 if dice is not None:
                     per_label[label["name"]].append(float(dice))
@@ -373,6 +414,12 @@ def write_card(card: Any, config: TrainConfig, model_path: Path, card_path: Path
                        "1,000,000, every third case with domain-randomised contrast)")
     if config.folder:
         sources.append(f"annotated cases from {Path(config.folder).name} (MSD/nnU-Net folder)")
+    if config.anatomy:
+        sources.append(
+            f"real healthy lumbar MRI (fastcleverseg VB2/VB3, training split only) with simulated metastases and "
+            f"look-alikes drawn in on the fly ({config.anatomy_fraction:.0%} of patches; missing sequences "
+            "converted from the real one, textbook-like or random contrast; no real metastasis)"
+        )
     raw["training_data"] = "; ".join(sources) + (
         f". Random channel dropout (all channels kept with probability {config.keep_all_channels_probability}, "
         "otherwise a random non-empty subset, missing channels zero after normalisation), so any subset of the "
@@ -434,7 +481,8 @@ class _ProgressBar:
 
 
 def _check_resumable(saved: Dict[str, Any], config: TrainConfig) -> None:
-    for key in ("seed", "batch_size", "patch_size", "synthetic", "folder", "pool_size", "refresh_every",
+    for key in ("seed", "batch_size", "patch_size", "synthetic", "folder", "pool_size", "refresh_every", "anatomy",
+                "anatomy_fraction", "anatomy_pool_size",
                 "lesion_patch_fraction", "keep_all_channels_probability",
                 "network_channels", "network_strides", "fine_tune", "steps"):
         if saved.get(key) != config.to_dict().get(key):
@@ -447,9 +495,8 @@ def _check_resumable(saved: Dict[str, Any], config: TrainConfig) -> None:
 def train(config: TrainConfig, *, resume: bool = False, progress: ProgressCallback = no_progress,
           progress_bar: bool = True) -> TrainResult:
     """Run (or resume) training as ``config`` says; see the module docstring for what is written."""
-    from monai.losses import DiceCELoss
-
     from .augment import build_augmentation
+    from .losses import MarginalDiceCELoss
 
     if config.threads:
         torch.set_num_threads(config.threads)
@@ -486,7 +533,7 @@ def train(config: TrainConfig, *, resume: bool = False, progress: ProgressCallba
         network = torch.nn.parallel.DistributedDataParallel(
             model, device_ids=[context.device.index] if context.device.type == "cuda" else None
         )
-    loss_function = DiceCELoss(to_onehot_y=True, softmax=True, batch=True)
+    loss_function = MarginalDiceCELoss(unknown_class=int(card.label_value("spinal canal")))
     augment = build_augmentation(config.patch_size)
 
     folder_train: List[CaseSlices] = []
@@ -497,8 +544,13 @@ def train(config: TrainConfig, *, resume: bool = False, progress: ProgressCallba
         folder_train = dataset.load_all(range(len(dataset) - held))
         if context.is_main and held:
             validation_cases += dataset.load_all(range(len(dataset) - held, len(dataset)))
-    if not config.synthetic and not folder_train:
-        raise ModelError("no training data: give a folder of cases, synthetic data, or both")
+    if not config.synthetic and not folder_train and not config.anatomy:
+        raise ModelError("no training data: give a folder of cases, real anatomy, synthetic data, or a mix")
+    if context.is_main and config.anatomy and config.anatomy_tuning_cases:
+        from ..data.split import tuning_folders
+
+        progress("prepare", 0, f"drawing {config.anatomy_tuning_cases} real-anatomy tuning cases")
+        validation_cases += anatomy_tuning_cases(card, tuning_folders(config.anatomy), config.anatomy_tuning_cases)
     if context.is_main and config.synthetic and config.validation_cases:
         progress("prepare", 0, f"generating {config.validation_cases} held-out cases")
         validation_cases += heldout_cases(card, config.validation_cases)
@@ -532,11 +584,11 @@ def train(config: TrainConfig, *, resume: bool = False, progress: ProgressCallba
         model.train()
         while step < config.steps:
             source.advance_to(step)
-            images, labels = make_batch(source, augment, config, step, context.rank)
+            images, labels, known = make_batch(source, augment, config, step, context.rank)
             images, labels = images.to(context.device), labels.to(context.device)
             optimizer.zero_grad(set_to_none=True)
             with torch.autocast(context.device.type, enabled=use_amp):
-                loss = loss_function(network(images), labels)
+                loss = loss_function(network(images), labels, known)
             if scaler is not None:
                 scaler.scale(loss).backward()
                 scaler.step(optimizer)
