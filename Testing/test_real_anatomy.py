@@ -343,3 +343,62 @@ def test_with_every_class_known_the_loss_equals_monai_dice_ce():
     ours = MarginalDiceCELoss(unknown_class=3)(logits, labels, torch.ones(3, dtype=torch.bool))
     theirs = DiceCELoss(to_onehot_y=True, softmax=True, batch=True)(logits, labels)
     assert ours.item() == pytest.approx(theirs.item(), rel=1e-5)
+
+
+# ------------------------------------------------------------------------------------------------ training
+
+
+@pytest.fixture(scope="module")
+def own_case_folder(tmp_path_factory):
+    """A case folder that is no scan of the split (a small phantom T2 with its body mask), so training may read it."""
+    from SpineMetSegLib.labels import Anatomy
+    from SpineMetSegLib.phantom import generate_case
+
+    root = tmp_path_factory.mktemp("own")
+    folder = root / "hospital_case_1"
+    folder.mkdir()
+    case = generate_case(4, acquisition="sagittal2d")
+    anatomy = sitk.GetArrayFromImage(case.anatomy)
+    bodies = sitk.GetImageFromArray(np.isin(anatomy, (Anatomy.MARROW, Anatomy.CORTICAL_BONE)).astype(np.uint8))
+    bodies.CopyInformation(case.anatomy)
+    sitk.WriteImage(case.images["t2"], str(folder / "t2.nii.gz"))
+    sitk.WriteImage(bodies, str(folder / "vertebral_bodies.nii.gz"))
+    return root
+
+
+def test_anatomy_training_samples_label_lesions_and_bodies_but_leave_the_canal_unknown(own_case_folder):
+    from SpineMetSegLib.catalog import load_catalog
+    from SpineMetSegLib.training.data import AnatomySampler
+
+    sampler = AnatomySampler([str(own_case_folder / "hospital_case_1")], load_catalog().get())
+    sample = sampler.sample(3)
+    assert sample.canal_known is False
+    assert set(np.unique(sample.labels)) <= {0, 1, 2} and (sample.labels == 2).any()
+    assert sample.images.shape[1] == 3  # t1, t2, stir: t1 and stir generated from the T2
+    assert all(np.abs(sample.images[:, c]).max() > 0 for c in range(3))
+    again = sampler.sample(3)
+    assert np.array_equal(sample.images, again.images) and np.array_equal(sample.labels, again.labels)
+
+
+def test_train_reads_real_anatomy_case_folders_and_writes_a_model(own_case_folder, tmp_path):
+    from SpineMetSegLib.training import TrainConfig, train
+
+    config = TrainConfig(output=str(tmp_path / "run"), steps=3, batch_size=2, patch_size=(32, 32), warmup_steps=1,
+                         synthetic=False, anatomy=str(own_case_folder), anatomy_pool_size=1, validation_cases=0,
+                         log_every=1, checkpoint_every=3, device="cpu", network_channels=(4, 8),
+                         network_strides=(2,))
+    result = train(config, progress_bar=False)
+    assert result.model_file.is_file() and result.steps == 3
+    card = json.loads(result.card_file.read_text(encoding="utf-8"))
+    assert "real healthy lumbar MRI" in card["training_data"] and "no real metastasis" in card["training_data"]
+
+
+def test_train_refuses_a_folder_of_only_validation_scans(tmp_path):
+    from SpineMetSegLib.training import TrainConfig, train
+
+    (tmp_path / "cases" / "vb2_05").mkdir(parents=True)
+    (tmp_path / "cases" / "vb2_05" / "vertebral_bodies.nii.gz").write_bytes(b"")
+    config = TrainConfig(output=str(tmp_path / "run"), steps=1, synthetic=False, anatomy=str(tmp_path / "cases"),
+                         validation_cases=0, device="cpu")
+    with pytest.raises(SpineMetSegError, match="nothing to train on"):
+        train(config, progress_bar=False)

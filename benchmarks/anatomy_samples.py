@@ -118,7 +118,7 @@ def timing(folders: List[str], repeats: int) -> None:
         synthetic_case(1000 + i, "standard", card)
         phantom.append(time.perf_counter() - started)
     a, p = float(np.median(anatomy)), float(np.median(phantom))
-    print("| training sample (one thread, median of {}) | seconds | ratio to phantom |".format(repeats))
+    print(f"| training sample (one thread, median of {repeats}) | seconds | ratio to phantom |")
     print("|---|---|---|")
     print(f"| phantom case (baseline: synthetic_case) | {p:.3f} | 1.00 |")
     print(f"| real anatomy (AnatomySampler.sample: draw, convert, preprocess, slice) | {a:.3f} | {a / p:.2f} |")

@@ -39,6 +39,7 @@ from validate_default import (  # noqa: E402
     CONNECTIVITY,
     LARGE_LESION_MM,
     REAL_SCANS,
+    anatomy_inputs,
     lesion_analysis,
 )
 
@@ -51,6 +52,7 @@ from SpineMetSegLib.postprocessing import clean_lesions  # noqa: E402
 from SpineMetSegLib.training.data import TRAINING_SEED_LIMIT, VALIDATION_SEED_START  # noqa: E402
 
 TUNING_SEED_START = 5_100_000
+ANATOMY_TUNING_SEED_START = 7_100_000  # lesions drawn into the split's tuning scans (training seeds < 1,000,000)
 CANDIDATES = (0.0, 0.5, 0.6, 0.7, 0.75, 0.8, 0.85, 0.875, 0.9, 0.925, 0.95)
 MAX_SENSITIVITY_LOSS = 0.03
 REAL = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "real"
@@ -91,6 +93,9 @@ def main(argv: List[str] = None) -> int:
     parser.add_argument("--weights", type=Path, help="weights of a model not in the catalog (with --card)")
     parser.add_argument("--card", type=Path, help="model card for --weights")
     parser.add_argument("--threads", type=int, default=1)
+    parser.add_argument("--anatomy", type=Path, help="folder of imported real cases: also tune on the fixed split's "
+                        "tuning scans with drawn-in lesions (every input set), and once clean each")
+    parser.add_argument("--anatomy-seeds", type=int, default=2, help="lesion sets per tuning scan (default 2)")
     args = parser.parse_args(argv)
     torch.set_num_threads(args.threads)
     try:
@@ -109,6 +114,26 @@ def main(argv: List[str] = None) -> int:
             analysis = lesion_analysis(case, apply_threshold(labels, probability, threshold), anatomy, voxel_ml)
             per_threshold[threshold].append(dict(analysis, contrast=contrast))
         print(f"case {index + 1}/{args.cases} done ({time.perf_counter() - started:.0f} s)", flush=True)
+    if args.anatomy:
+        from SpineMetSegLib.data.anatomy_case import generate_anatomy_case
+        from SpineMetSegLib.data.real_case import load_real_case
+        from SpineMetSegLib.data.split import load_split
+
+        for scan_index, name in enumerate(load_split().tuning):
+            real_case = load_real_case(args.anatomy / name)
+            real_name = next(iter(real_case.sequences))
+            for k in range(args.anatomy_seeds + 1):
+                case = generate_anatomy_case(real_case, ANATOMY_TUNING_SEED_START + scan_index * 100 + k,
+                                             generate=("t1", "stir"),
+                                             lesion_count=0 if k == args.anatomy_seeds else None)
+                anatomy = sitk.GetArrayFromImage(case.anatomy)
+                for images in anatomy_inputs(case, real_name).values():
+                    labels, probability, voxel_ml = run(images, card, model)
+                    for threshold in CANDIDATES:
+                        analysis = lesion_analysis(case, apply_threshold(labels, probability, threshold), anatomy,
+                                                   voxel_ml)
+                        per_threshold[threshold].append(dict(analysis, contrast="real anatomy"))
+            print(f"tuning scan {name} done ({time.perf_counter() - started:.0f} s)", flush=True)
     real = {}
     for name, sequence in REAL_SCANS:
         if not (REAL / name).exists():
@@ -122,7 +147,8 @@ def main(argv: List[str] = None) -> int:
     for threshold, rows in per_threshold.items():
         results[str(threshold)] = {
             "all": score(rows),
-            **{kind: score([r for r in rows if r["contrast"] == kind]) for kind in ("standard", "randomized")},
+            **{kind: score([r for r in rows if r["contrast"] == kind])
+               for kind in ("standard", "randomized", "real anatomy") if any(r["contrast"] == kind for r in rows)},
         }
     def f1(t):
         return (results[str(t)]["all"]["f1_ge_5mm"], -t)
@@ -143,21 +169,28 @@ def main(argv: List[str] = None) -> int:
         f"# Tuning `min_lesion_mean_probability` of {card.name} {card.version}",
         "",
         f"{args.cases} synthetic tuning cases, seeds {TUNING_SEED_START:,}–{TUNING_SEED_START + args.cases - 1:,} "
-        "(half ordinary, half domain-randomised rendering; never training or validation seeds), all sequences.",
+        "(half ordinary, half domain-randomised rendering; never training or validation seeds), all sequences"
+        + (f"; and the fixed split's {len(per_threshold[CANDIDATES[0]]) - args.cases} real-anatomy tuning runs "
+           f"(tuning scans with {args.anatomy_seeds} drawn-in lesion sets and once clean, seeds from "
+           f"{ANATOMY_TUNING_SEED_START:,}, each with the real scan, generated T1, generated STIR and all three)"
+           if args.anatomy else "") + ".",
         f"Rule: {summary['rule']}. **Chosen: {chosen}.** Sensitivity-first alternative "
         f"({summary['sensitivity_first']['rule']}): {sensitivity_first}.",
         "",
         "| threshold | sens ≥ 5 mm | sens all | FP / case | F1 ≥ 5 mm | standard: sens ≥ 5 mm / FP | "
-        "randomised: sens ≥ 5 mm / FP |",
-        "|---|---|---|---|---|---|---|",
+        "randomised: sens ≥ 5 mm / FP | real anatomy: sens ≥ 5 mm / FP |",
+        "|---|---|---|---|---|---|---|---|",
     ]
+
+    def pair(block: Dict[str, float]) -> str:
+        return f"{block['sensitivity_ge_5mm']:.3f} / {block['false_positive_per_case']:.2f}" if block else "—"
+
     for threshold in CANDIDATES:
         r = results[str(threshold)]
         lines.append(
             f"| {threshold} | {r['all']['sensitivity_ge_5mm']:.3f} | {r['all']['sensitivity']:.3f} | "
-            f"{r['all']['false_positive_per_case']:.2f} | {r['all']['f1_ge_5mm']:.3f} | "
-            f"{r['standard']['sensitivity_ge_5mm']:.3f} / {r['standard']['false_positive_per_case']:.2f} | "
-            f"{r['randomized']['sensitivity_ge_5mm']:.3f} / {r['randomized']['false_positive_per_case']:.2f} |"
+            f"{r['all']['false_positive_per_case']:.2f} | {r['all']['f1_ge_5mm']:.3f} | {pair(r['standard'])} | "
+            f"{pair(r['randomized'])} | {pair(r.get('real anatomy', {}))} |"
         )
     if real:
         lines += ["", "Healthy real scans, false-positive lesions (reported only, not used to choose):", "",

@@ -79,7 +79,9 @@ def training_folders(folder: str) -> List[str]:
     kept = [str(p) for p in _case_folders(folder) if split.role(p.name) not in ("tuning", "validation")
             and not p.name.lower().startswith("vb1")]
     if not kept:
-        raise SpineMetSegError(f"{folder} holds only tuning or validation cases of the fixed split; nothing to train on.")
+        raise SpineMetSegError(
+            f"{folder} holds only tuning or validation cases of the fixed split; nothing to train on."
+        )
     return kept
 
 
