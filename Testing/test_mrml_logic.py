@@ -170,7 +170,8 @@ def test_segmentation_lands_on_the_input_grid_with_the_cards_segments(context, t
         "Metastasis", "Vertebral body", "Spinal canal"]
     metastasis = node.GetSegmentation().GetSegment(segments.find_segment_id(node, "metastasis"))
     assert metastasis.GetColor() == pytest.approx(LABEL_COLORS[0])
-    assert "SCT^0^test" in metastasis.GetTerminology()
+    # Read through the terminology tag, which Slicer 5.8 and 5.10 both have (segments.set_terminology).
+    assert "SCT^0^test" in segments.terminology_of(metastasis)
     # The segmentation's grid is the T1 volume's grid, matrix for matrix.
     geometry = mrml_scene.segmentation_geometry(node)
     segmentation_matrix, volume_matrix = vtk.vtkMatrix4x4(), vtk.vtkMatrix4x4()
