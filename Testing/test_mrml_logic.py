@@ -29,6 +29,7 @@ from SpineMetSegLib.mrml import segments, tables  # noqa: E402
 from SpineMetSegLib.mrml.application import MRMLContext  # noqa: E402
 from SpineMetSegLib.mrml.evaluation_logic import EvaluationLogic  # noqa: E402
 from SpineMetSegLib.mrml.lesion_table import LesionTableLogic  # noqa: E402
+from SpineMetSegLib.mrml.lesion_watch import LesionTableWatcher  # noqa: E402
 from SpineMetSegLib.mrml.segmentation_logic import (  # noqa: E402
     SegmentationLogic,
     SegmentationRequest,
@@ -344,6 +345,76 @@ def test_manual_edit_changes_the_lesion_table_and_the_metrics(context, t1_node, 
     assert changed.metrics["lesions"]["reference_count"] == 2  # the corrected segment
     assert changed.metrics["lesions"]["false_positive"] == 1  # the original still has the erased lesion
     assert holds_edits(node)
+
+
+def _paint_box(node, label_name, box_kji):
+    """A brush stroke the way the Segment Editor's Paint effect applies it: a modifier label map merged into the
+    segment with MODE_MERGE_MASK over its extent (v5.8.0 qSlicerSegmentEditorAbstractEffect.cxx lines 526-528;
+    v5.10.0 vtkSlicerSegmentEditorLogic.cxx lines 1938-1941)."""
+    segment_id = segments.find_segment_id(node, label_name)
+    labelmap = slicer.vtkOrientedImageData()
+    node.GetBinaryLabelmapRepresentation(segment_id, labelmap)
+    reference = mrml_scene.segmentation_geometry(node)
+    modifier = slicer.vtkOrientedImageData()
+    modifier.DeepCopy(reference)
+    modifier.AllocateScalars(vtk.VTK_UNSIGNED_CHAR, 1)
+    array = np.zeros(modifier.GetDimensions()[::-1], np.uint8)
+    array[box_kji] = 1
+    modifier.GetPointData().SetScalars(numpy_support.numpy_to_vtk(array.ravel(), deep=True))
+    slicer.vtkSlicerSegmentationsModuleLogic.SetBinaryLabelmapToSegment(
+        modifier, node, segment_id, slicer.vtkSlicerSegmentationsModuleLogic.MODE_MERGE_MASK, modifier.GetExtent())
+
+
+def test_painting_voxels_refreshes_the_lesion_table_through_the_watcher(context, t1_node, small_model):
+    node = _imported_result(context, t1_node, small_model[0]).segmentation_node
+    logic = LesionTableLogic(context)
+    table = logic.update(node)
+    edits = []
+    watcher = LesionTableWatcher(logic.update, delay_s=0.0, on_edit=lambda: edits.append(1))
+    watcher.watch(node, table.table_node)
+    assert len(tables.rows_of(table.table_node)) == 3
+
+    _paint_box(node, "metastasis", np.s_[12:14, 4:7, 3:6])  # a new lesion between the two bodies
+
+    assert edits and watcher.pending
+    updated = watcher.update_if_due()
+    rows = tables.rows_of(table.table_node)
+    assert updated is not None and updated.table_node is table.table_node
+    assert len(rows) == 4
+    voxel_ml = np.prod(SPACING) / 1000.0
+    assert any(row["Volume"] == pytest.approx(2 * 3 * 3 * voxel_ml) for row in rows)
+    assert not watcher.pending and watcher.update_if_due() is None
+
+
+def test_a_burst_of_edits_is_measured_once_after_it_pauses(context, t1_node, small_model):
+    node = _imported_result(context, t1_node, small_model[0]).segmentation_node
+    logic = LesionTableLogic(context)
+    watcher = LesionTableWatcher(logic.update, delay_s=0.5)
+    watcher.watch(node, logic.update(node).table_node)
+
+    _paint_box(node, "metastasis", np.s_[12:14, 4:7, 3:6])
+    _erase_box(node, "metastasis", (slice(5, 9), slice(6, 10), slice(4, 8)))
+
+    assert watcher.update_if_due() is None  # still inside the burst
+    time.sleep(0.6)
+    assert len(watcher.update_if_due().lesions) == 3  # one added, one erased
+    assert watcher.update_if_due() is None
+
+
+def test_removing_the_segment_or_stopping_the_watch_is_seen_or_ignored(context, t1_node, small_model):
+    node = _imported_result(context, t1_node, small_model[0]).segmentation_node
+    logic = LesionTableLogic(context)
+    watcher = LesionTableWatcher(logic.update, delay_s=0.0)
+    watcher.watch(node, logic.update(node).table_node)
+
+    node.GetSegmentation().RemoveSegment(segments.find_segment_id(node, "spinal canal"))
+    assert watcher.pending
+    assert all(row["Distance to canal"] is None or math.isnan(row["Distance to canal"])
+               for row in tables.rows_of(watcher.update().table_node))
+
+    watcher.stop()
+    _paint_box(node, "metastasis", np.s_[12:14, 4:7, 3:6])
+    assert not watcher.pending
 
 
 def test_remove_lesion_deletes_exactly_that_lesion(context, t1_node, small_model):

@@ -29,6 +29,7 @@ from .mrml import dependencies, segments, tables
 from .mrml.application import MRMLContext
 from .mrml.device_choice import DEVICE_CHOICES, describe_hardware
 from .mrml.input_matching import match_volume_nodes
+from .mrml.lesion_watch import LesionTableWatcher
 from .mrml.model_logic import ModelLogic
 from .mrml.segmentation_logic import SegmentationLogic, SegmentationRequest, holds_edits
 
@@ -87,7 +88,6 @@ class SpineMetSegPanel(VTKObservationMixin):
         self._parameterNodeGuiTag = None
         self._segmentation_job = None
         self._download_job = None
-        self._observed_segmentation = None
         self._updating_gui = False
 
         self._poll_timer = qt.QTimer()
@@ -96,7 +96,11 @@ class SpineMetSegPanel(VTKObservationMixin):
         self._lesion_timer = qt.QTimer()
         self._lesion_timer.setSingleShot(True)
         self._lesion_timer.setInterval(LESION_TABLE_DELAY_MS)
-        self._lesion_timer.timeout.connect(self.updateLesionTable)
+        self._lesion_timer.timeout.connect(self.onLesionEditsPaused)
+        # Follows Segment Editor edits of the result (the observers live in the MRML logic, tested there).
+        self._lesion_watcher = LesionTableWatcher(
+            lambda segmentation, table: self.lesion_logic.update(segmentation, table),
+            delay_s=LESION_TABLE_DELAY_MS / 1000.0, on_edit=self._lesion_timer.start)
 
         self._setupStaticWidgets()
         self._connect()
@@ -166,6 +170,7 @@ class SpineMetSegPanel(VTKObservationMixin):
 
     def cleanup(self) -> None:
         self.removeObservers()
+        self._lesion_watcher.stop()
         self._poll_timer.stop()
         self._lesion_timer.stop()
         for job in (self._segmentation_job, self._download_job):
@@ -223,7 +228,7 @@ class SpineMetSegPanel(VTKObservationMixin):
             self.ui.referenceSegmentSelector.setEnabled(not node.compareWithOriginal)
             self.ui.comparedSegmentSelector.setEnabled(not node.compareWithOriginal)
             self._showResultInEditor(node.resultSegmentation)
-            self._observeSegmentation(node.resultSegmentation)
+            self._lesion_watcher.watch(node.resultSegmentation, node.lesionTable)
             self._updateButtons()
         finally:
             self._updating_gui = False
@@ -251,6 +256,8 @@ class SpineMetSegPanel(VTKObservationMixin):
         self.ui.computeMetricsButton.setEnabled(not running)
 
     def onSceneStartClose(self, caller, event) -> None:
+        self._lesion_timer.stop()
+        self._lesion_watcher.stop()
         self.setParameterNode(None)
 
     def onSceneEndClose(self, caller, event) -> None:
@@ -502,28 +509,18 @@ class SpineMetSegPanel(VTKObservationMixin):
 
     # --- lesions -------------------------------------------------------------------------------------------
 
-    def _observeSegmentation(self, segmentation_node) -> None:
-        segmentation = segmentation_node.GetSegmentation() if segmentation_node is not None else None
-        if segmentation is self._observed_segmentation:
-            return
-        if self._observed_segmentation is not None:
-            for event in (slicer.vtkSegmentation.SegmentModified, slicer.vtkSegmentation.SegmentRemoved):
-                self.removeObserver(self._observed_segmentation, event, self.onSegmentationEdited)
-        self._observed_segmentation = segmentation
-        if segmentation is not None:
-            for event in (slicer.vtkSegmentation.SegmentModified, slicer.vtkSegmentation.SegmentRemoved):
-                self.addObserver(segmentation, event, self.onSegmentationEdited)
-
-    def onSegmentationEdited(self, caller=None, event=None) -> None:
-        if self._segmentation_job is None:
-            self._lesion_timer.start()  # restarts: one update after the last edit of a burst
+    def onLesionEditsPaused(self) -> None:
+        """The single-shot timer the watcher restarts on each edit fired: no edit for LESION_TABLE_DELAY_MS."""
+        if self._segmentation_job is None and self._lesion_watcher.pending:
+            self.updateLesionTable()
 
     def updateLesionTable(self) -> None:
         node = self._parameterNode
         if node is None or node.resultSegmentation is None:
             return
         with slicer.util.tryWithErrorDisplay(_("The lesions could not be measured."), waitCursor=True):
-            table = self.lesion_logic.update(node.resultSegmentation, node.lesionTable)
+            self._lesion_watcher.watch(node.resultSegmentation, node.lesionTable)
+            table = self._lesion_watcher.update()
             if node.lesionTable is not table.table_node:
                 node.lesionTable = table.table_node
 

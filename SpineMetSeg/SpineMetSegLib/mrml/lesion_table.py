@@ -11,6 +11,8 @@ Usage::
     logic.remove_lesion(result_node, table.lesions[0])   # deletes that lesion's voxels from the segment
     tables.write_csv(table.table_node, "lesions.csv")
 
+``lesion_watch.LesionTableWatcher`` keeps the table in step with edits.
+
 The numbers come from ``SpineMetSegLib.lesions.measure_lesions`` on a label map rebuilt from the segments in the
 model's convention (vertebral body 2 and spinal canal 3 underneath, metastasis 1 on top), on the
 segmentation's reference grid, so the table agrees with ``spinemetseg lesions`` on the exported label map.
@@ -160,3 +162,4 @@ class LesionTableLogic:
         edited = sitk.GetImageFromArray(array)
         edited.CopyInformation(mask)
         mrml_scene.set_segment_mask(segmentation_node, segment_id, edited)
+
