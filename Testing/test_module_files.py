@@ -171,3 +171,14 @@ def test_what_slicer_imports_at_start_up_needs_none_of_the_packages_the_panel_in
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
     assert done.returncode == 0, done.stderr
     assert done.stdout.split() == ["SpineMetSegPhantom", "4"]
+
+
+def test_the_panel_connects_the_parameter_node_with_a_call_that_returns_a_tag_on_slicer_5_8():
+    """``connectGui`` returns its disconnect tag only from Slicer 5.10 (parameterNodeWrapper/wrapper.py
+    ``_connectGui``, v5.8.0 line 253 discards ``_connectParametersToGui``'s tag, v5.10.0 line 253 returns it):
+    a 5.8 panel using it could never disconnect. ``connectParametersToGui`` returns the tag on both."""
+    source = (MODULE / "SpineMetSegLib" / "widget.py").read_text(encoding="utf-8")
+    calls = {node.func.attr for node in ast.walk(ast.parse(source))
+             if isinstance(node, ast.Call) and isinstance(node.func, ast.Attribute)}
+    assert "connectGui" not in calls
+    assert {"connectParametersToGui", "disconnectGui"} <= calls

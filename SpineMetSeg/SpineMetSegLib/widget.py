@@ -41,11 +41,30 @@ POLL_INTERVAL_MS = 100
 # Edits in the Segment Editor come in bursts; the lesion table waits this long after the last one.
 LESION_TABLE_DELAY_MS = 1000
 SEGMENT_EDITOR_NODE_TAG = "SpineMetSeg"
+# The widget property naming a parameter (wrapper.py SlicerParameterNamePropertyName, line 28 at v5.8.0 and v5.10.0).
+SLICER_PARAMETER_NAME = "SlicerParameterName"
 
 
 def default_device() -> str:
     """The device chosen last time (Slicer settings), for a new scene."""
     return str(qt.QSettings().value(SETTINGS_DEVICE, DEVICE_CHOICES[0][0]))
+
+
+def parameter_widgets(ui_widget) -> dict:
+    """Parameter name -> widget for each widget of the panel bound with the ``SlicerParameterName`` property.
+
+    This is what ``connectGui`` collects, but ``connectGui`` returns its disconnect tag only from Slicer 5.10
+    (Base/Python/slicer/parameterNodeWrapper/wrapper.py, ``_connectGui``: v5.8.0 line 253 drops the return value
+    of ``_connectParametersToGui``, v5.10.0 line 253 returns it), so on 5.8 the panel could never disconnect and
+    every module enter or scene close added another live set of connectors. ``connectParametersToGui`` returns
+    the tag on both (v5.8.0 and v5.10.0 lines 194-213, bound at lines 344 and 348).
+    """
+    widgets = {}
+    for widget in ui_widget.findChildren(qt.QWidget):
+        name = widget.property(SLICER_PARAMETER_NAME)
+        if name:
+            widgets[str(name)] = widget
+    return widgets
 
 
 @parameterNodeWrapper
@@ -204,7 +223,8 @@ class SpineMetSegPanel(VTKObservationMixin):
         if self._parameterNode is not None:
             if not self._parameterNode.model:
                 self._parameterNode.model = qt.QSettings().value(SETTINGS_MODEL, "")
-            self._parameterNodeGuiTag = self._parameterNode.connectGui(self.ui)
+            self._parameterNodeGuiTag = self._parameterNode.connectParametersToGui(
+                parameter_widgets(self.ui_widget))
             # Observe the MRML node, not the wrapper: the mixin keeps what it observes alive.
             self.addObserver(self._parameterNode.parameterNode, vtk.vtkCommand.ModifiedEvent,
                              self.updateGUIFromParameterNode)
