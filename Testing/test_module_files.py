@@ -182,3 +182,22 @@ def test_the_panel_connects_the_parameter_node_with_a_call_that_returns_a_tag_on
              if isinstance(node, ast.Call) and isinstance(node.func, ast.Attribute)}
     assert "connectGui" not in calls
     assert {"connectParametersToGui", "disconnectGui"} <= calls
+
+
+def test_a_cancelled_job_ends_quietly_in_the_panel():
+    """Every panel method that collects a job's outcome (``.result()`` / ``.check()``) handles ``CancelledError``
+    itself: inside ``slicer.util.tryWithErrorDisplay`` a cancel would otherwise show "... failed" with a traceback
+    (util.py ``tryWithErrorDisplay``, v5.8.0 lines 3306-3320, v5.10.0 lines 3395-3409, shows every exception)."""
+    tree = ast.parse((MODULE / "SpineMetSegLib" / "widget.py").read_text(encoding="utf-8"))
+    collecting = []
+    for function in ast.walk(tree):
+        if not isinstance(function, ast.FunctionDef):
+            continue
+        calls = {node.func.attr for node in ast.walk(function)
+                 if isinstance(node, ast.Call) and isinstance(node.func, ast.Attribute)}
+        if calls & {"result", "check"} and "tryWithErrorDisplay" in calls:
+            handled = {ast.unparse(handler.type) for node in ast.walk(function) if isinstance(node, ast.Try)
+                       for handler in node.handlers if handler.type is not None}
+            collecting.append((function.name, "CancelledError" in handled))
+    assert {name for name, _handled in collecting} >= {"_finishSegmentation", "_finishDownload"}
+    assert all(handled for _name, handled in collecting), collecting

@@ -536,20 +536,6 @@ def test_shipped_requirements_are_installed_in_this_environment():
     assert [r.name for r in dependencies.requirements()][0] == "torch"  # before MONAI, which would pull its own
 
 
-def test_offline_is_told_apart_from_online():
-    import socket
-
-    from SpineMetSegLib.mrml import dependencies
-
-    with socket.socket() as server:
-        server.bind(("127.0.0.1", 0))
-        server.listen()
-        port = server.getsockname()[1]
-        assert dependencies.is_online("127.0.0.1", port, timeout_s=2.0)
-    closed_port = port  # nothing listens there any more
-    assert not dependencies.is_online("127.0.0.1", closed_port, timeout_s=2.0)
-
-
 def test_download_progress_bar_lines_become_progress():
     import io
 

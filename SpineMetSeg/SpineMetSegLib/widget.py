@@ -14,6 +14,7 @@ the parameter node that keeps the panel's state in the scene (so a saved scene r
 from __future__ import annotations
 
 import os
+import time
 from pathlib import Path
 from typing import Annotated, Optional
 
@@ -24,13 +25,14 @@ from slicer.i18n import tr as _
 from slicer.parameterNodeWrapper import Choice, parameterNodeWrapper
 from slicer.util import VTKObservationMixin
 
-from .errors import SpineMetSegError
+from .errors import CancelledError, SpineMetSegError
 from .mrml import dependencies, segments, tables
 from .mrml.application import MRMLContext
 from .mrml.device_choice import DEVICE_CHOICES, describe_hardware
 from .mrml.input_matching import match_volume_nodes
 from .mrml.lesion_watch import LesionTableWatcher
 from .mrml.model_logic import ModelLogic
+from .mrml.package_install import PackageInstaller
 from .mrml.segmentation_logic import SegmentationLogic, SegmentationRequest, holds_edits
 
 SETTINGS_DEVICE = "SpineMetSeg/device"
@@ -38,6 +40,7 @@ SETTINGS_MODEL = "SpineMetSeg/model"
 SETTINGS_EXPORT_DIRECTORY = "SpineMetSeg/exportDirectory"
 SETTINGS_IMPORT_DIRECTORY = "SpineMetSeg/importDirectory"
 POLL_INTERVAL_MS = 100
+PIP_POLL_S = 0.05
 # Edits in the Segment Editor come in bursts; the lesion table waits this long after the last one.
 LESION_TABLE_DELAY_MS = 1000
 SEGMENT_EDITOR_NODE_TAG = "SpineMetSeg"
@@ -394,6 +397,8 @@ class SpineMetSegPanel(VTKObservationMixin):
         with slicer.util.tryWithErrorDisplay(_("The model was not downloaded."), waitCursor=False):
             try:
                 job.check()
+            except CancelledError:
+                self.appendLog(_("Download cancelled; the partial file is kept and the next download resumes it."))
             finally:
                 self.refreshModels()
 
@@ -429,33 +434,60 @@ class SpineMetSegPanel(VTKObservationMixin):
         missing = dependencies.missing_requirements()
         if not missing:
             return True
-        if not dependencies.is_online():
-            raise SpineMetSegError(_(
-                "These Python packages are missing and this computer cannot reach the package index (pypi.org): "
-                "{packages}. Connect to the internet and try again, or install them in Slicer's Python by hand."
-            ).format(packages=dependencies.describe(missing)))
-        if dependencies.torch_missing(missing):
-            try:
-                import PyTorchUtils
-            except ImportError:
-                raise SpineMetSegError(_(
-                    "SpineMetSeg needs the PyTorch extension to install PyTorch. Install 'PyTorch' from the "
-                    "Extensions Manager, restart Slicer and try again.")) from None
-            torch_logic = PyTorchUtils.PyTorchUtilsLogic()
-            if not torch_logic.torchInstalled():
-                torch = torch_logic.installTorch(askConfirmation=ask,
-                                                 torchVersionRequirement=dependencies.MINIMUM_TORCH)
-                if torch is None:
-                    return False
+        if dependencies.torch_missing(missing) and not self._installTorch(missing, ask):
+            return False
         to_install = dependencies.pip_arguments(dependencies.missing_requirements())
         if to_install:
-            if ask and not slicer.util.confirmOkCancelDisplay(_(
+            if ask and not self._confirm(_(
                     "SpineMetSeg needs these Python packages: {packages}. Install them now (a few minutes)?"
             ).format(packages=", ".join(to_install))):
                 return False
-            slicer.util.pip_install(to_install)
+            self._runPip(to_install)
         self.refreshEnvironment()
         return True
+
+    def _installTorch(self, missing, ask: bool) -> bool:
+        """PyTorch (absent or too old) through the PyTorch extension, asked for ``torch>=MINIMUM_TORCH``."""
+        try:
+            import PyTorchUtils
+        except ImportError:
+            raise SpineMetSegError(_(
+                "SpineMetSeg needs the PyTorch extension to install PyTorch {requirement}. Install 'PyTorch' from "
+                "the Extensions Manager, restart Slicer and try again.").format(
+                    requirement=dependencies.MINIMUM_TORCH)) from None
+        if ask and not self._confirm(dependencies.torch_install_prompt(missing)):
+            return False
+        # installTorch(askConfirmation, forceComputationBackend, torchVersionRequirement, ...) installs with
+        # light-the-torch "torch<requirement>", which also upgrades a torch that is too old (SlicerPyTorch,
+        # PyTorchUtils/PyTorchUtils.py, installTorch and _getPipInstallArguments).
+        with slicer.util.WaitCursor():
+            PyTorchUtils.PyTorchUtilsLogic().installTorch(
+                askConfirmation=False, torchVersionRequirement=dependencies.MINIMUM_TORCH)
+        problem = dependencies.torch_still_too_old(dependencies.installed_version(dependencies.TORCH))
+        if problem:
+            raise SpineMetSegError(problem)
+        return True
+
+    def _runPip(self, requirements) -> None:
+        """pip in a child process; Slicer stays responsive and pip's output goes to the log."""
+        job = PackageInstaller().start(requirements, on_log=self.appendLog)
+        with slicer.util.WaitCursor():
+            while job.poll() is None:
+                slicer.app.processEvents()
+                time.sleep(PIP_POLL_S)
+        job.check()
+
+    @staticmethod
+    def _confirm(message: str, yes_no: bool = False) -> bool:
+        """A confirmation dialog with the normal cursor: the actions that ask run under ``tryWithErrorDisplay``'s
+        wait cursor (an application override cursor, util.py v5.8.0 lines 3300-3305, v5.10.0 lines 3389-3394),
+        and a wait cursor over a question reads as "busy". Overrides stack, so this one is undone on return."""
+        qt.QApplication.setOverrideCursor(qt.Qt.ArrowCursor)
+        try:
+            ask = slicer.util.confirmYesNoDisplay if yes_no else slicer.util.confirmOkCancelDisplay
+            return ask(message)
+        finally:
+            qt.QApplication.restoreOverrideCursor()
 
     # --- segmentation --------------------------------------------------------------------------------------
 
@@ -474,9 +506,9 @@ class SpineMetSegPanel(VTKObservationMixin):
         output = node.outputSegmentation
         overwrite = False
         if output is not None and holds_edits(output):
-            if not slicer.util.confirmYesNoDisplay(_(
+            if not self._confirm(_(
                     "The segmentation '{name}' holds manual edits. Replace them with the new result?"
-            ).format(name=output.GetName())):
+            ).format(name=output.GetName()), yes_no=True):
                 return
             overwrite = True
         name, _separator, version = (node.model or "").partition(" ")
@@ -516,7 +548,13 @@ class SpineMetSegPanel(VTKObservationMixin):
         self.ui.segmentProgressBar.setVisible(False)
         self._updateButtons()
         with slicer.util.tryWithErrorDisplay(_("Segmentation failed; the scene is unchanged."), waitCursor=True):
-            result = job.result()
+            try:
+                result = job.result()
+            except CancelledError:
+                # A cancel is what the user asked for: a status line, not an error dialog with a traceback.
+                self.ui.elapsedLabel.setText(_("Cancelled; the scene is unchanged."))
+                self.appendLog(_("Cancelled; the scene is unchanged."))
+                return
             self.segmentation_logic.show(result)
             slicer.util.resetSliceViews()
             node = self._parameterNode
