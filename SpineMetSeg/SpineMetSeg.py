@@ -19,7 +19,6 @@ from slicer.ScriptedLoadableModule import (
 )
 
 README_URL = "https://github.com/SpineMetSeg/SlicerSpineMetSeg#readme"
-SAMPLE_CATEGORY = "Spine Metastasis Segmentation"
 
 
 class SpineMetSeg(ScriptedLoadableModule):
@@ -45,31 +44,15 @@ class SpineMetSeg(ScriptedLoadableModule):
 
 
 def registerSampleData():
-    """List the synthetic sample case in the Sample Data module; it is rendered locally when clicked."""
+    """List the synthetic sample case in the Sample Data module; it is rendered locally when loaded, from the button
+    or from a script (``SampleData.downloadSample(sample_data.SAMPLE_TITLE)``)."""
     import SampleData
 
     from SpineMetSegLib.mrml import sample_data
 
-    SampleData.SampleDataLogic.registerCustomSampleDataSource(
-        category=SAMPLE_CATEGORY,
-        sampleName=sample_data.SAMPLE_NAME,
-        uris=f"spinemetseg-phantom:seed-{sample_data.SAMPLE_SEED}",
-        fileNames=f"{sample_data.SAMPLE_NAME}.nrrd",
-        nodeNames=sample_data.SAMPLE_NAME,
-        thumbnailFileName=os.path.join(os.path.dirname(__file__), "Resources", "Icons", "SpineMetSeg.png"),
-        customDownloader=loadSampleCase,
-    )
-
-
-def loadSampleCase(source=None):
-    """Render the sample case (about a second, no download) and show it."""
-    from SpineMetSegLib.mrml import sample_data
-    from SpineMetSegLib.mrml.application import MRMLContext
-
-    with slicer.util.tryWithErrorDisplay(_("The sample case could not be created."), waitCursor=True):
-        case = sample_data.load_sample_case(MRMLContext.from_slicer())
-        slicer.util.setSliceViewerLayers(background=case.volumes["t1"], fit=True)
-        return case
+    sample_data.install_sample_url_handler()
+    SampleData.SampleDataLogic.registerCustomSampleDataSource(**sample_data.sample_source_arguments(
+        os.path.join(os.path.dirname(__file__), "Resources", "Icons", "SpineMetSeg.png")))
 
 
 class SpineMetSegWidget(ScriptedLoadableModuleWidget):

@@ -498,6 +498,72 @@ def test_sample_case_arrives_as_named_volumes_with_the_phantoms_truth(context):
     assert imageio.Geometry.of(t1).matches(imageio.Geometry.of(phantom.images["t1"]))
 
 
+# SampleDataLogic.registerCustomSampleDataSource's parameters (Modules/Scripted/SampleData/SampleData.py,
+# v5.8.0 lines 457-462, v5.10.0 lines 510-515: the same list on both).
+REGISTER_SAMPLE_PARAMETERS = {"category", "sampleName", "uris", "fileNames", "nodeNames", "customDownloader",
+                              "thumbnailFileName", "loadFileTypes", "loadFiles", "loadFileProperties", "checksums",
+                              "loadFileType"}
+
+
+def test_sample_data_registration_shows_a_title_and_names_one_file_node_and_reader_per_item():
+    from SpineMetSegLib.mrml import sample_data
+
+    arguments = sample_data.sample_source_arguments("icon.png")
+
+    assert set(arguments) <= REGISTER_SAMPLE_PARAMETERS
+    assert "customDownloader" not in arguments  # it would serve only the button, not downloadSample(name)
+    assert arguments["sampleName"] == "Synthetic spine MRI with metastases (SpineMetSeg)"  # what the button shows
+    lists = [arguments[key] for key in ("uris", "fileNames", "nodeNames", "loadFileTypes")]
+    assert {len(items) for items in lists} == {4}
+    assert arguments["nodeNames"] == ["Phantom T1", "Phantom T2", "Phantom STIR", "Phantom truth"]
+    assert arguments["loadFileTypes"] == ["VolumeFile"] * 3 + ["SegmentationFile"]
+    assert len(set(arguments["fileNames"])) == 4
+    assert all(uri.startswith("spinemetseg://phantom/") for uri in arguments["uris"])
+
+
+def test_sample_uris_load_the_phantom_through_urllib_as_slicers_sample_data_does(context, tmp_path):
+    """SampleDataLogic.downloadFile fetches with urllib.request.urlretrieve (v5.8.0 line 949, v5.10.0 line 1098)
+    into the cache, then loads each file with the named reader; the same steps here, with slicer-core's readers."""
+    import urllib.request
+
+    from SpineMetSegLib.mrml import sample_data
+    from SpineMetSegLib.phantom import generate_case
+
+    arguments = sample_data.sample_source_arguments()
+    sample_data.install_sample_url_handler()
+    try:
+        paths = []
+        for uri, file_name in zip(arguments["uris"], arguments["fileNames"]):
+            path, _headers = urllib.request.urlretrieve(uri, tmp_path / file_name)
+            paths.append(path)
+        with pytest.raises(OSError):
+            urllib.request.urlretrieve("spinemetseg://phantom/other.nrrd", tmp_path / "other.nrrd")
+    finally:
+        urllib.request.install_opener(None)
+
+    nodes = {}
+    for path, name, file_type in zip(paths, arguments["nodeNames"], arguments["loadFileTypes"]):
+        class_name = "vtkMRMLSegmentationNode" if file_type == "SegmentationFile" else "vtkMRMLScalarVolumeNode"
+        node = context.scene.AddNewNodeByClass(class_name, name)
+        storage = node.CreateDefaultStorageNode()
+        context.scene.AddNode(storage)
+        storage.SetFileName(str(path))
+        assert storage.ReadData(node)
+        nodes[name] = node
+    phantom = generate_case(sample_data.SAMPLE_SEED, acquisition=sample_data.SAMPLE_ACQUISITION)
+    for key in ("t1", "t2", "stir"):
+        loaded = mrml_scene.image_from_volume_node(nodes[f"Phantom {key.upper()}"])
+        np.testing.assert_array_equal(sitk.GetArrayFromImage(loaded), sitk.GetArrayFromImage(phantom.images[key]))
+        assert imageio.Geometry.of(loaded).matches(imageio.Geometry.of(phantom.images[key]))
+    truth = nodes["Phantom truth"]
+    assert [segments.label_of(truth.GetSegmentation().GetSegment(i)) for i in segments.segment_ids(truth)] == [
+        "metastasis", "vertebral body", "spinal canal"]
+    metastasis = truth.GetSegmentation().GetSegment(segments.find_segment_id(truth, "metastasis"))
+    assert "SCT" in segments.terminology_of(metastasis)
+    truth_voxels = int((sitk.GetArrayViewFromImage(phantom.lesions) > 0).sum())
+    assert segment_voxels(truth)[segments.find_segment_id(truth, "metastasis")] == truth_voxels
+
+
 # --- inputs, dependencies, models ------------------------------------------------------------------------
 
 
