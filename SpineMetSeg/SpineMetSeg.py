@@ -85,11 +85,13 @@ class SpineMetSegLogic(ScriptedLoadableModuleLogic):
     """Gives the panel its parameter node; the work is in ``SpineMetSegLib.mrml``."""
 
     def getParameterNode(self):
+        from SpineMetSegLib.mrml.device_choice import needs_saved_device
         from SpineMetSegLib.widget import SpineMetSegParameterNode, default_device
 
-        is_new = slicer.mrmlScene.GetSingletonNode(self.moduleName, "vtkMRMLScriptedModuleNode") is None
-        parameter_node = SpineMetSegParameterNode(super().getParameterNode())
-        if is_new:
+        node = super().getParameterNode()
+        apply_saved_device = needs_saved_device(node)  # before the wrapper writes its defaults into the node
+        parameter_node = SpineMetSegParameterNode(node)
+        if apply_saved_device:
             parameter_node.device = default_device()
         return parameter_node
 

@@ -693,3 +693,19 @@ def test_self_test_workflow_on_the_sample_case(context):
     assert report.change_dice < 1.0
     assert report.dice_after_edit > report.dice_before_edit
     assert report.dice_after_edit > sample_data.SELF_TEST_MIN_DICE
+
+
+def test_the_saved_device_is_applied_to_a_new_panel_node_and_again_after_close_scene(context):
+    from SpineMetSegLib.mrml.device_choice import needs_saved_device
+
+    scene = context.scene
+    node = scene.AddNewNodeByClass("vtkMRMLScriptedModuleNode")
+    node.SetSingletonTag("SpineMetSeg")
+    assert needs_saved_device(node)
+    node.SetParameter("device", "cpu")  # what the wrapper writes
+    assert not needs_saved_device(node)
+
+    scene.Clear(0)  # File > Close Scene: singletons stay, reset
+
+    assert scene.GetSingletonNode("SpineMetSeg", "vtkMRMLScriptedModuleNode") is node
+    assert needs_saved_device(node)

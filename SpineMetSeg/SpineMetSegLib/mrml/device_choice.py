@@ -6,6 +6,7 @@ Usage::
 
     for key, text in DEVICE_CHOICES: ...            # "auto" / "cuda" / "cpu", passed to --device
     describe_hardware()                              # "Found: NVIDIA RTX A4000 (16.0 GB)." or "No GPU found: ..."
+    needs_saved_device(parameter_node)               # True: apply the device saved in Slicer's settings
 
 The child process resolves the choice (``SpineMetSegLib.devices.resolve_device``): a GPU that was chosen but is
 missing gives a warning and the CPU, never a failed run.
@@ -19,6 +20,16 @@ DEVICE_CHOICES = (
     ("cpu", "CPU"),
 )
 GIGABYTE = 1024**3
+# The parameter node's parameter holding the choice (the parameterNodeWrapper field name).
+DEVICE_PARAMETER = "device"
+
+
+def needs_saved_device(parameter_node) -> bool:
+    """True when the panel's vtkMRMLScriptedModuleNode holds no device choice: a new node, or the singleton node
+    after Close Scene. Close Scene keeps singleton nodes but resets them (vtkMRMLScene::Clear calls ResetNodes,
+    Libs/MRML/Core/vtkMRMLScene.cxx v5.8.0 lines 322-335 and 394-408, v5.10.0 lines 348 and 419-430), which
+    drops every parameter, so "the node is new" is the wrong test: the saved setting must come back then too."""
+    return not parameter_node.HasParameter(DEVICE_PARAMETER)
 
 
 def describe_hardware() -> str:
