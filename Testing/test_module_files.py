@@ -201,3 +201,16 @@ def test_a_cancelled_job_ends_quietly_in_the_panel():
             collecting.append((function.name, "CancelledError" in handled))
     assert {name for name, _handled in collecting} >= {"_finishSegmentation", "_finishDownload"}
     assert all(handled for _name, handled in collecting), collecting
+
+
+def test_the_panel_never_imports_torch_itself():
+    """``describe_hardware`` imports torch (seconds, and it locks the libraries a PyTorch upgrade replaces): the
+    panel starts it in a child process (``start_hardware_probe``) instead of calling it."""
+    source = (MODULE / "SpineMetSegLib" / "widget.py").read_text(encoding="utf-8")
+    tree = ast.parse(source)
+    called = {node.func.id for node in ast.walk(tree) if isinstance(node, ast.Call) and isinstance(node.func, ast.Name)}
+    imported = {alias.name for node in ast.walk(tree) if isinstance(node, (ast.Import, ast.ImportFrom))
+                for alias in node.names}
+    assert "describe_hardware" not in called | imported
+    assert "torch" not in imported
+    assert "start_hardware_probe" in called

@@ -709,3 +709,14 @@ def test_the_saved_device_is_applied_to_a_new_panel_node_and_again_after_close_s
 
     assert scene.GetSingletonNode("SpineMetSeg", "vtkMRMLScriptedModuleNode") is node
     assert needs_saved_device(node)
+
+
+def test_the_gpu_check_runs_in_a_child_process_and_says_what_this_computer_has():
+    from SpineMetSegLib.mrml.device_choice import describe_hardware, probe_result, start_hardware_probe
+    from SpineMetSegLib.mrml.process_runner import SubprocessRunner
+
+    job = start_hardware_probe(lambda: SubprocessRunner(command=[__import__("sys").executable]))
+    job.wait()
+
+    assert probe_result(job) == describe_hardware()  # this machine: CPU-only torch, so "No GPU found (...)"
+    assert probe_result(job).startswith(("Found:", "No GPU found", "PyTorch is not installed"))

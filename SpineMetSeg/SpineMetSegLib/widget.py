@@ -28,7 +28,7 @@ from slicer.util import VTKObservationMixin
 from .errors import CancelledError, SpineMetSegError
 from .mrml import dependencies, segments, tables
 from .mrml.application import MRMLContext
-from .mrml.device_choice import DEVICE_CHOICES, describe_hardware
+from .mrml.device_choice import DEVICE_CHOICES, probe_result, start_hardware_probe
 from .mrml.input_matching import match_volume_nodes
 from .mrml.lesion_watch import LesionTableWatcher
 from .mrml.model_logic import ModelLogic
@@ -110,6 +110,7 @@ class SpineMetSegPanel(VTKObservationMixin):
         self._parameterNodeGuiTag = None
         self._segmentation_job = None
         self._download_job = None
+        self._hardware_job = None
         self._updating_gui = False
 
         self._poll_timer = qt.QTimer()
@@ -195,7 +196,7 @@ class SpineMetSegPanel(VTKObservationMixin):
         self._lesion_watcher.stop()
         self._poll_timer.stop()
         self._lesion_timer.stop()
-        for job in (self._segmentation_job, self._download_job):
+        for job in (self._segmentation_job, self._download_job, self._hardware_job):
             if job is not None:
                 job.cancel()
         if self._parameterNode is not None and self._parameterNodeGuiTag is not None:
@@ -311,7 +312,15 @@ class SpineMetSegPanel(VTKObservationMixin):
     def refreshEnvironment(self) -> None:
         self.refreshDependencies()
         self.refreshModels()
-        self.ui.deviceInfoLabel.setText(describe_hardware())
+        self.refreshHardware()
+
+    def refreshHardware(self) -> None:
+        """What GPUs torch sees, found by a child process (importing torch here would freeze the panel)."""
+        if self._hardware_job is not None:
+            return
+        self.ui.deviceInfoLabel.setText(_("Looking for a GPU..."))
+        self._hardware_job = start_hardware_probe()
+        self._poll_timer.start()
 
     def refreshDependencies(self) -> None:
         missing = dependencies.missing_requirements()
@@ -540,7 +549,10 @@ class SpineMetSegPanel(VTKObservationMixin):
                 self._finishSegmentation()
         if self._download_job is not None and self._download_job.poll() is not None:
             self._finishDownload()
-        if self._segmentation_job is None and self._download_job is None:
+        if self._hardware_job is not None and self._hardware_job.poll() is not None:
+            job, self._hardware_job = self._hardware_job, None
+            self.ui.deviceInfoLabel.setText(probe_result(job))
+        if self._segmentation_job is None and self._download_job is None and self._hardware_job is None:
             self._poll_timer.stop()
 
     def _finishSegmentation(self) -> None:
