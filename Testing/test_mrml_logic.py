@@ -322,6 +322,24 @@ def test_lesion_table_holds_the_cores_measures(context, t1_node, small_model):
     assert table.table_node.GetColumnUnitLabel("Volume") == "mL"
 
 
+def test_lesion_table_columns_agree_with_each_other(context, t1_node, small_model):
+    labels = spine_like_labels()
+    labels[10:13, 15:17, 6:9] = 1  # behind the bodies, touching the canal (y 17), one voxel away from any body
+    node = _imported_result(context, t1_node, small_model[0], oblique_image(labels)).segmentation_node
+
+    rows = tables.rows_of(LesionTableLogic(context).update(node).table_node)
+
+    touching = [row for row in rows if row["Host vertebra"] == "none"]
+    assert len(touching) == 1
+    assert touching[0]["Distance to canal"] == 0.0
+    assert "reaches the canal" in touching[0]["Flags"]
+    for row in rows:  # the flag says exactly what the distance says
+        assert ("reaches the canal" in row["Flags"]) == (row["Distance to canal"] == 0.0)
+        assert ("closer than 10 mm to canal" in row["Flags"]) == (row["Distance to canal"] < 10.0)
+    (back,) = [row for row in rows if row["Posterior wall"] == "yes"]
+    assert back["Distance to canal"] == pytest.approx(3 * SPACING[1])  # three 0.9 mm voxels of body between
+
+
 def test_manual_edit_changes_the_lesion_table_and_the_metrics(context, t1_node, small_model):
     node = _imported_result(context, t1_node, small_model[0]).segmentation_node
     table_logic, evaluation = LesionTableLogic(context), EvaluationLogic(context)
