@@ -37,6 +37,7 @@ from typing import Any, Callable, Dict, List, Optional
 
 import numpy as np
 import SimpleITK as sitk
+import slicer
 
 from .. import __version__, catalog
 from ..errors import SpineMetSegError
@@ -131,7 +132,8 @@ def write_sample_files(folder: Path, seed: int = SAMPLE_SEED) -> Dict[str, Path]
     from .application import MRMLContext
 
     folder.mkdir(parents=True, exist_ok=True)
-    context = MRMLContext.standalone()
+    # A private bare scene: inside Slicer the files must not pass through the user's scene.
+    context = MRMLContext(scene=slicer.vtkMRMLScene(), application_logic=None, segmentations_logic=None)
     case = load_sample_case(context, seed)
     written = {}
     for sample_file in SAMPLE_FILES:
