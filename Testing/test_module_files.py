@@ -171,3 +171,46 @@ def test_what_slicer_imports_at_start_up_needs_none_of_the_packages_the_panel_in
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
     assert done.returncode == 0, done.stderr
     assert done.stdout.split() == ["SpineMetSegPhantom", "4"]
+
+
+def test_the_panel_connects_the_parameter_node_with_a_call_that_returns_a_tag_on_slicer_5_8():
+    """``connectGui`` returns its disconnect tag only from Slicer 5.10 (parameterNodeWrapper/wrapper.py
+    ``_connectGui``, v5.8.0 line 253 discards ``_connectParametersToGui``'s tag, v5.10.0 line 253 returns it):
+    a 5.8 panel using it could never disconnect. ``connectParametersToGui`` returns the tag on both."""
+    source = (MODULE / "SpineMetSegLib" / "widget.py").read_text(encoding="utf-8")
+    calls = {node.func.attr for node in ast.walk(ast.parse(source))
+             if isinstance(node, ast.Call) and isinstance(node.func, ast.Attribute)}
+    assert "connectGui" not in calls
+    assert {"connectParametersToGui", "disconnectGui"} <= calls
+
+
+def test_a_cancelled_job_ends_quietly_in_the_panel():
+    """Every panel method that collects a job's outcome (``.result()`` / ``.check()``) handles ``CancelledError``
+    itself: inside ``slicer.util.tryWithErrorDisplay`` a cancel would otherwise show "... failed" with a traceback
+    (util.py ``tryWithErrorDisplay``, v5.8.0 lines 3306-3320, v5.10.0 lines 3395-3409, shows every exception)."""
+    tree = ast.parse((MODULE / "SpineMetSegLib" / "widget.py").read_text(encoding="utf-8"))
+    collecting = []
+    for function in ast.walk(tree):
+        if not isinstance(function, ast.FunctionDef):
+            continue
+        calls = {node.func.attr for node in ast.walk(function)
+                 if isinstance(node, ast.Call) and isinstance(node.func, ast.Attribute)}
+        if calls & {"result", "check"} and "tryWithErrorDisplay" in calls:
+            handled = {ast.unparse(handler.type) for node in ast.walk(function) if isinstance(node, ast.Try)
+                       for handler in node.handlers if handler.type is not None}
+            collecting.append((function.name, "CancelledError" in handled))
+    assert {name for name, _handled in collecting} >= {"_finishSegmentation", "_finishDownload"}
+    assert all(handled for _name, handled in collecting), collecting
+
+
+def test_the_panel_never_imports_torch_itself():
+    """``describe_hardware`` imports torch (seconds, and it locks the libraries a PyTorch upgrade replaces): the
+    panel starts it in a child process (``start_hardware_probe``) instead of calling it."""
+    source = (MODULE / "SpineMetSegLib" / "widget.py").read_text(encoding="utf-8")
+    tree = ast.parse(source)
+    called = {node.func.id for node in ast.walk(tree) if isinstance(node, ast.Call) and isinstance(node.func, ast.Name)}
+    imported = {alias.name for node in ast.walk(tree) if isinstance(node, (ast.Import, ast.ImportFrom))
+                for alias in node.names}
+    assert "describe_hardware" not in called | imported
+    assert "torch" not in imported
+    assert "start_hardware_probe" in called

@@ -29,6 +29,7 @@ from SpineMetSegLib.mrml import segments, tables  # noqa: E402
 from SpineMetSegLib.mrml.application import MRMLContext  # noqa: E402
 from SpineMetSegLib.mrml.evaluation_logic import EvaluationLogic  # noqa: E402
 from SpineMetSegLib.mrml.lesion_table import LesionTableLogic  # noqa: E402
+from SpineMetSegLib.mrml.lesion_watch import LesionTableWatcher  # noqa: E402
 from SpineMetSegLib.mrml.segmentation_logic import (  # noqa: E402
     SegmentationLogic,
     SegmentationRequest,
@@ -170,7 +171,8 @@ def test_segmentation_lands_on_the_input_grid_with_the_cards_segments(context, t
         "Metastasis", "Vertebral body", "Spinal canal"]
     metastasis = node.GetSegmentation().GetSegment(segments.find_segment_id(node, "metastasis"))
     assert metastasis.GetColor() == pytest.approx(LABEL_COLORS[0])
-    assert "SCT^0^test" in metastasis.GetTerminology()
+    # Read through the terminology tag, which Slicer 5.8 and 5.10 both have (segments.set_terminology).
+    assert "SCT^0^test" in segments.terminology_of(metastasis)
     # The segmentation's grid is the T1 volume's grid, matrix for matrix.
     geometry = mrml_scene.segmentation_geometry(node)
     segmentation_matrix, volume_matrix = vtk.vtkMatrix4x4(), vtk.vtkMatrix4x4()
@@ -320,6 +322,24 @@ def test_lesion_table_holds_the_cores_measures(context, t1_node, small_model):
     assert table.table_node.GetColumnUnitLabel("Volume") == "mL"
 
 
+def test_lesion_table_columns_agree_with_each_other(context, t1_node, small_model):
+    labels = spine_like_labels()
+    labels[10:13, 15:17, 6:9] = 1  # behind the bodies, touching the canal (y 17), one voxel away from any body
+    node = _imported_result(context, t1_node, small_model[0], oblique_image(labels)).segmentation_node
+
+    rows = tables.rows_of(LesionTableLogic(context).update(node).table_node)
+
+    touching = [row for row in rows if row["Host vertebra"] == "none"]
+    assert len(touching) == 1
+    assert touching[0]["Distance to canal"] == 0.0
+    assert "reaches the canal" in touching[0]["Flags"]
+    for row in rows:  # the flag says exactly what the distance says
+        assert ("reaches the canal" in row["Flags"]) == (row["Distance to canal"] == 0.0)
+        assert ("closer than 10 mm to canal" in row["Flags"]) == (row["Distance to canal"] < 10.0)
+    (back,) = [row for row in rows if row["Posterior wall"] == "yes"]
+    assert back["Distance to canal"] == pytest.approx(3 * SPACING[1])  # three 0.9 mm voxels of body between
+
+
 def test_manual_edit_changes_the_lesion_table_and_the_metrics(context, t1_node, small_model):
     node = _imported_result(context, t1_node, small_model[0]).segmentation_node
     table_logic, evaluation = LesionTableLogic(context), EvaluationLogic(context)
@@ -343,6 +363,76 @@ def test_manual_edit_changes_the_lesion_table_and_the_metrics(context, t1_node, 
     assert changed.metrics["lesions"]["reference_count"] == 2  # the corrected segment
     assert changed.metrics["lesions"]["false_positive"] == 1  # the original still has the erased lesion
     assert holds_edits(node)
+
+
+def _paint_box(node, label_name, box_kji):
+    """A brush stroke the way the Segment Editor's Paint effect applies it: a modifier label map merged into the
+    segment with MODE_MERGE_MASK over its extent (v5.8.0 qSlicerSegmentEditorAbstractEffect.cxx lines 526-528;
+    v5.10.0 vtkSlicerSegmentEditorLogic.cxx lines 1938-1941)."""
+    segment_id = segments.find_segment_id(node, label_name)
+    labelmap = slicer.vtkOrientedImageData()
+    node.GetBinaryLabelmapRepresentation(segment_id, labelmap)
+    reference = mrml_scene.segmentation_geometry(node)
+    modifier = slicer.vtkOrientedImageData()
+    modifier.DeepCopy(reference)
+    modifier.AllocateScalars(vtk.VTK_UNSIGNED_CHAR, 1)
+    array = np.zeros(modifier.GetDimensions()[::-1], np.uint8)
+    array[box_kji] = 1
+    modifier.GetPointData().SetScalars(numpy_support.numpy_to_vtk(array.ravel(), deep=True))
+    slicer.vtkSlicerSegmentationsModuleLogic.SetBinaryLabelmapToSegment(
+        modifier, node, segment_id, slicer.vtkSlicerSegmentationsModuleLogic.MODE_MERGE_MASK, modifier.GetExtent())
+
+
+def test_painting_voxels_refreshes_the_lesion_table_through_the_watcher(context, t1_node, small_model):
+    node = _imported_result(context, t1_node, small_model[0]).segmentation_node
+    logic = LesionTableLogic(context)
+    table = logic.update(node)
+    edits = []
+    watcher = LesionTableWatcher(logic.update, delay_s=0.0, on_edit=lambda: edits.append(1))
+    watcher.watch(node, table.table_node)
+    assert len(tables.rows_of(table.table_node)) == 3
+
+    _paint_box(node, "metastasis", np.s_[12:14, 4:7, 3:6])  # a new lesion between the two bodies
+
+    assert edits and watcher.pending
+    updated = watcher.update_if_due()
+    rows = tables.rows_of(table.table_node)
+    assert updated is not None and updated.table_node is table.table_node
+    assert len(rows) == 4
+    voxel_ml = np.prod(SPACING) / 1000.0
+    assert any(row["Volume"] == pytest.approx(2 * 3 * 3 * voxel_ml) for row in rows)
+    assert not watcher.pending and watcher.update_if_due() is None
+
+
+def test_a_burst_of_edits_is_measured_once_after_it_pauses(context, t1_node, small_model):
+    node = _imported_result(context, t1_node, small_model[0]).segmentation_node
+    logic = LesionTableLogic(context)
+    watcher = LesionTableWatcher(logic.update, delay_s=0.5)
+    watcher.watch(node, logic.update(node).table_node)
+
+    _paint_box(node, "metastasis", np.s_[12:14, 4:7, 3:6])
+    _erase_box(node, "metastasis", (slice(5, 9), slice(6, 10), slice(4, 8)))
+
+    assert watcher.update_if_due() is None  # still inside the burst
+    time.sleep(0.6)
+    assert len(watcher.update_if_due().lesions) == 3  # one added, one erased
+    assert watcher.update_if_due() is None
+
+
+def test_removing_the_segment_or_stopping_the_watch_is_seen_or_ignored(context, t1_node, small_model):
+    node = _imported_result(context, t1_node, small_model[0]).segmentation_node
+    logic = LesionTableLogic(context)
+    watcher = LesionTableWatcher(logic.update, delay_s=0.0)
+    watcher.watch(node, logic.update(node).table_node)
+
+    node.GetSegmentation().RemoveSegment(segments.find_segment_id(node, "spinal canal"))
+    assert watcher.pending
+    assert all(row["Distance to canal"] is None or math.isnan(row["Distance to canal"])
+               for row in tables.rows_of(watcher.update().table_node))
+
+    watcher.stop()
+    _paint_box(node, "metastasis", np.s_[12:14, 4:7, 3:6])
+    assert not watcher.pending
 
 
 def test_remove_lesion_deletes_exactly_that_lesion(context, t1_node, small_model):
@@ -426,6 +516,72 @@ def test_sample_case_arrives_as_named_volumes_with_the_phantoms_truth(context):
     assert imageio.Geometry.of(t1).matches(imageio.Geometry.of(phantom.images["t1"]))
 
 
+# SampleDataLogic.registerCustomSampleDataSource's parameters (Modules/Scripted/SampleData/SampleData.py,
+# v5.8.0 lines 457-462, v5.10.0 lines 510-515: the same list on both).
+REGISTER_SAMPLE_PARAMETERS = {"category", "sampleName", "uris", "fileNames", "nodeNames", "customDownloader",
+                              "thumbnailFileName", "loadFileTypes", "loadFiles", "loadFileProperties", "checksums",
+                              "loadFileType"}
+
+
+def test_sample_data_registration_shows_a_title_and_names_one_file_node_and_reader_per_item():
+    from SpineMetSegLib.mrml import sample_data
+
+    arguments = sample_data.sample_source_arguments("icon.png")
+
+    assert set(arguments) <= REGISTER_SAMPLE_PARAMETERS
+    assert "customDownloader" not in arguments  # it would serve only the button, not downloadSample(name)
+    assert arguments["sampleName"] == "Synthetic spine MRI with metastases (SpineMetSeg)"  # what the button shows
+    lists = [arguments[key] for key in ("uris", "fileNames", "nodeNames", "loadFileTypes")]
+    assert {len(items) for items in lists} == {4}
+    assert arguments["nodeNames"] == ["Phantom T1", "Phantom T2", "Phantom STIR", "Phantom truth"]
+    assert arguments["loadFileTypes"] == ["VolumeFile"] * 3 + ["SegmentationFile"]
+    assert len(set(arguments["fileNames"])) == 4
+    assert all(uri.startswith("spinemetseg://phantom/") for uri in arguments["uris"])
+
+
+def test_sample_uris_load_the_phantom_through_urllib_as_slicers_sample_data_does(context, tmp_path):
+    """SampleDataLogic.downloadFile fetches with urllib.request.urlretrieve (v5.8.0 line 949, v5.10.0 line 1098)
+    into the cache, then loads each file with the named reader; the same steps here, with slicer-core's readers."""
+    import urllib.request
+
+    from SpineMetSegLib.mrml import sample_data
+    from SpineMetSegLib.phantom import generate_case
+
+    arguments = sample_data.sample_source_arguments()
+    sample_data.install_sample_url_handler()
+    try:
+        paths = []
+        for uri, file_name in zip(arguments["uris"], arguments["fileNames"]):
+            path, _headers = urllib.request.urlretrieve(uri, tmp_path / file_name)
+            paths.append(path)
+        with pytest.raises(OSError):
+            urllib.request.urlretrieve("spinemetseg://phantom/other.nrrd", tmp_path / "other.nrrd")
+    finally:
+        urllib.request.install_opener(None)
+
+    nodes = {}
+    for path, name, file_type in zip(paths, arguments["nodeNames"], arguments["loadFileTypes"]):
+        class_name = "vtkMRMLSegmentationNode" if file_type == "SegmentationFile" else "vtkMRMLScalarVolumeNode"
+        node = context.scene.AddNewNodeByClass(class_name, name)
+        storage = node.CreateDefaultStorageNode()
+        context.scene.AddNode(storage)
+        storage.SetFileName(str(path))
+        assert storage.ReadData(node)
+        nodes[name] = node
+    phantom = generate_case(sample_data.SAMPLE_SEED, acquisition=sample_data.SAMPLE_ACQUISITION)
+    for key in ("t1", "t2", "stir"):
+        loaded = mrml_scene.image_from_volume_node(nodes[f"Phantom {key.upper()}"])
+        np.testing.assert_array_equal(sitk.GetArrayFromImage(loaded), sitk.GetArrayFromImage(phantom.images[key]))
+        assert imageio.Geometry.of(loaded).matches(imageio.Geometry.of(phantom.images[key]))
+    truth = nodes["Phantom truth"]
+    assert [segments.label_of(truth.GetSegmentation().GetSegment(i)) for i in segments.segment_ids(truth)] == [
+        "metastasis", "vertebral body", "spinal canal"]
+    metastasis = truth.GetSegmentation().GetSegment(segments.find_segment_id(truth, "metastasis"))
+    assert "SCT" in segments.terminology_of(metastasis)
+    truth_voxels = int((sitk.GetArrayViewFromImage(phantom.lesions) > 0).sum())
+    assert segment_voxels(truth)[segments.find_segment_id(truth, "metastasis")] == truth_voxels
+
+
 # --- inputs, dependencies, models ------------------------------------------------------------------------
 
 
@@ -462,20 +618,6 @@ def test_shipped_requirements_are_installed_in_this_environment():
 
     assert dependencies.missing_requirements() == []
     assert [r.name for r in dependencies.requirements()][0] == "torch"  # before MONAI, which would pull its own
-
-
-def test_offline_is_told_apart_from_online():
-    import socket
-
-    from SpineMetSegLib.mrml import dependencies
-
-    with socket.socket() as server:
-        server.bind(("127.0.0.1", 0))
-        server.listen()
-        port = server.getsockname()[1]
-        assert dependencies.is_online("127.0.0.1", port, timeout_s=2.0)
-    closed_port = port  # nothing listens there any more
-    assert not dependencies.is_online("127.0.0.1", closed_port, timeout_s=2.0)
 
 
 def test_download_progress_bar_lines_become_progress():
@@ -569,3 +711,30 @@ def test_self_test_workflow_on_the_sample_case(context):
     assert report.change_dice < 1.0
     assert report.dice_after_edit > report.dice_before_edit
     assert report.dice_after_edit > sample_data.SELF_TEST_MIN_DICE
+
+
+def test_the_saved_device_is_applied_to_a_new_panel_node_and_again_after_close_scene(context):
+    from SpineMetSegLib.mrml.device_choice import needs_saved_device
+
+    scene = context.scene
+    node = scene.AddNewNodeByClass("vtkMRMLScriptedModuleNode")
+    node.SetSingletonTag("SpineMetSeg")
+    assert needs_saved_device(node)
+    node.SetParameter("device", "cpu")  # what the wrapper writes
+    assert not needs_saved_device(node)
+
+    scene.Clear(0)  # File > Close Scene: singletons stay, reset
+
+    assert scene.GetSingletonNode("SpineMetSeg", "vtkMRMLScriptedModuleNode") is node
+    assert needs_saved_device(node)
+
+
+def test_the_gpu_check_runs_in_a_child_process_and_says_what_this_computer_has():
+    from SpineMetSegLib.mrml.device_choice import describe_hardware, probe_result, start_hardware_probe
+    from SpineMetSegLib.mrml.process_runner import SubprocessRunner
+
+    job = start_hardware_probe(lambda: SubprocessRunner(command=[__import__("sys").executable]))
+    job.wait()
+
+    assert probe_result(job) == describe_hardware()  # this machine: CPU-only torch, so "No GPU found (...)"
+    assert probe_result(job).startswith(("Found:", "No GPU found", "PyTorch is not installed"))

@@ -10,19 +10,22 @@ Every lesion (a 26-connected component of one label) gets:
 - with anatomy labels: ``host_vertebra``, the vertebral body it touches most (a 6-connected vertebral-body
   component, numbered 1, 2, ... from the most superior body in the image; not an anatomical level such as L2;
   None for a lesion that touches no body, e.g. one confined to a pedicle);
-  ``distance_to_canal_mm``, the smallest distance between a lesion voxel centre and a canal voxel centre
-  (0 when the lesion overlaps the canal); ``reaches_posterior_wall``, lesion voxels within one voxel of the
-  part of the host body's surface that faces the canal (its surface voxels within ``POSTERIOR_WALL_BAND_MM``
-  of the surface's closest approach to the canal); ``extends_into_canal``;
+  ``distance_to_canal_mm``, the gap between the lesion and the canal: the smallest distance between the
+  outer faces of a lesion voxel and a canal voxel (voxels as boxes), i.e. the thickness of what lies between
+  them; 0 exactly when a lesion voxel overlaps or touches (shares a face, edge or corner with) a canal voxel;
+  ``extends_into_canal``, True exactly when that distance is 0 (the lesion reaches the canal);
+  ``reaches_posterior_wall``, lesion voxels within one voxel of the part of the host body's surface that faces
+  the canal (its surface voxels within ``POSTERIOR_WALL_BAND_MM`` of the surface's closest approach to the
+  canal);
 - the flags ``large`` (largest diameter above ``LARGE_LESION_DIAMETER_MM``) and ``near_canal`` (closer than
   ``CANAL_PROXIMITY_MM``). They are measurements for information, never a treatment recommendation.
 
 Anatomy comes from a label map on the lesion map's grid (resampled, nearest neighbour, when it is not) in one
 of two conventions, detected from its values or named with ``body_labels``/``canal_labels``: the model output
 (``labels.ModelLabel``: 2 vertebral body, 3 spinal canal) or the phantom's tissue map (``labels.Anatomy``).
-In a model output the lesion label replaces the tissue underneath; a lesion there extends into the canal when
-its voxels lie inside the convex hull of the canal voxels nearby (the canal it displaced), by more than half a
-voxel. A model output passed as ``mask`` without ``anatomy`` is its own anatomy map.
+In a model output the lesion label replaces the tissue underneath, so a lesion that grew into the canal shows as
+lesion voxels next to canal voxels: it touches the canal, distance 0. A model output passed as ``mask`` without
+``anatomy`` is its own anatomy map.
 
 Usage::
 
@@ -59,8 +62,6 @@ CANAL_PROXIMITY_MM = 10.0
 # The body's surface facing the canal: within this of the surface's closest approach to the canal. With 2 mm the
 # flag agreed with the phantom's own "reaches_posterior_wall" for 39 of 40 lesions (seeds 1-14, both conventions).
 POSTERIOR_WALL_BAND_MM = 2.0
-# Canal voxels this far around a lesion outline the canal it may have displaced (model-output maps).
-CANAL_HULL_REACH_MM = 15.0
 # Smaller vertebral-body components are stray voxels, not a vertebra.
 MIN_VERTEBRAL_BODY_ML = 0.5
 # A solid of uniform density: an ellipsoid of semi-axis a has variance a**2 / 5 along that axis.
@@ -137,17 +138,37 @@ class _Anatomy:
         self.canal = np.isin(array, labels.canal)
         box = foreground_box(self.canal, margin=1)
         if box is None:
-            self.canal_points = np.zeros((0, 3))
+            self.canal_indices = np.zeros((0, 3), dtype=int)
             self.canal_tree = None
         else:
             # The nearest canal voxel to anything outside the canal is a surface voxel: they suffice.
-            surface = np.argwhere(surface_mask(self.canal[box])) + box_origin(box)
-            self.canal_points = grid.millimetre_offsets(surface)
-            self.canal_tree = cKDTree(self.canal_points)
+            self.canal_indices = np.argwhere(surface_mask(self.canal[box])) + box_origin(box)
+            self.canal_tree = cKDTree(grid.millimetre_offsets(self.canal_indices))
 
     @property
     def has_bodies(self) -> bool:
         return len(self.body_boxes) > 0
+
+    def gap_to_canal(self, indices: np.ndarray) -> float:
+        """The smallest face-to-face distance (mm) between the voxels ``indices`` and a canal voxel; 0 when one of
+        them overlaps or touches the canal (26-neighbours)."""
+        if self.canal[tuple(indices.T)].any():
+            return 0.0
+        spacing = self.grid.array_spacing
+        points_mm = self.grid.millimetre_offsets(indices)
+        centre_distances = self.canal_tree.query(points_mm, k=1)[0]
+        # Along each axis the gap between two voxels is one voxel less than between their centres, so the gap is at
+        # least the centre distance minus one voxel diagonal: only pairs closer than the nearest centres plus that
+        # diagonal can hold the smallest gap (which is at most the nearest centres' distance).
+        reach = float(centre_distances.min()) + float(np.linalg.norm(spacing)) + 1e-9
+        near = centre_distances <= reach
+        best = np.inf
+        for point, index in zip(points_mm[near], indices[near]):
+            candidates = self.canal_tree.query_ball_point(point, reach)
+            steps = np.abs(self.canal_indices[candidates] - index)
+            gaps = np.clip(steps - 1, 0, None) * spacing
+            best = min(best, float(np.sqrt((gaps**2).sum(axis=1)).min()))
+        return best
 
     def distance_to_canal(self, points_mm: np.ndarray, indices: np.ndarray) -> np.ndarray:
         """Distance in mm from each voxel (``indices`` and their mm offsets) to the canal; 0 inside it."""
@@ -198,7 +219,7 @@ def measure_lesions(
     lesion_labels, count = connected_lesions(array == label)
     anatomy_context = _anatomy_for(mask, array, anatomy, label, grid, body_labels, canal_labels)
     measured = [
-        _measure_one(lesion_labels, index + 1, box, label, grid, anatomy_context)
+        _measure_one(lesion_labels, index + 1, box, grid, anatomy_context)
         for index, box in enumerate(ndimage.find_objects(lesion_labels))
     ]
     measured.sort(key=lambda lesion: -lesion.centroid_lps[2])
@@ -233,7 +254,6 @@ def _measure_one(
     lesion_labels: np.ndarray,
     number: int,
     box: Tuple[slice, ...],
-    label: int,
     grid: VoxelGrid,
     anatomy: Optional[_Anatomy],
 ) -> Lesion:
@@ -251,10 +271,10 @@ def _measure_one(
     if anatomy is not None:
         host = _host_vertebra(local, crop, anatomy)
         if anatomy.canal_tree is not None:
-            overlaps_canal = bool(anatomy.canal[crop][local].any())
-            distance = 0.0 if overlaps_canal else float(anatomy.canal_tree.query(surface_mm, k=1)[0].min())
-            replaced = bool(np.all(anatomy.array[crop][local] == label))
-            into_canal = overlaps_canal or (replaced and _inside_displaced_canal(points_mm, anatomy))
+            # Overlap needs all voxels (phantom convention: a lesion keeps the canal label below it); a gap from
+            # outside is smallest at a surface voxel.
+            distance = 0.0 if anatomy.canal[crop][local].any() else anatomy.gap_to_canal(surface_indices)
+            into_canal = distance == 0.0
             if anatomy.has_bodies:
                 wall = host is not None and _reaches_posterior_wall(local, crop, host, anatomy)
     return Lesion(
@@ -327,18 +347,6 @@ def _reaches_posterior_wall(local: np.ndarray, crop: Tuple[slice, ...], host: in
     wall = np.zeros_like(body)
     wall[tuple(facing.T)] = True
     return bool((ndimage.binary_dilation(lesion, structure=CONNECTIVITY_26) & wall).any())
-
-
-def _inside_displaced_canal(points_mm: np.ndarray, anatomy: _Anatomy) -> bool:
-    """Whether lesion voxels lie inside the convex hull of the canal voxels around the lesion by half a voxel."""
-    low = points_mm.min(axis=0) - CANAL_HULL_REACH_MM
-    high = points_mm.max(axis=0) + CANAL_HULL_REACH_MM
-    nearby = anatomy.canal_points[np.all((anatomy.canal_points >= low) & (anatomy.canal_points <= high), axis=1)]
-    if len(nearby) < 4:
-        return False
-    hull = ConvexHull(nearby, qhull_options="QJ")
-    depth = -(points_mm @ hull.equations[:, :3].T + hull.equations[:, 3]).max(axis=1)
-    return bool((depth > anatomy.grid.array_spacing.min() / 2).any())
 
 
 LESION_COLUMNS = (

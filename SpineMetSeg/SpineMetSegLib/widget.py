@@ -14,6 +14,7 @@ the parameter node that keeps the panel's state in the scene (so a saved scene r
 from __future__ import annotations
 
 import os
+import time
 from pathlib import Path
 from typing import Annotated, Optional
 
@@ -24,12 +25,14 @@ from slicer.i18n import tr as _
 from slicer.parameterNodeWrapper import Choice, parameterNodeWrapper
 from slicer.util import VTKObservationMixin
 
-from .errors import SpineMetSegError
+from .errors import CancelledError, SpineMetSegError
 from .mrml import dependencies, segments, tables
 from .mrml.application import MRMLContext
-from .mrml.device_choice import DEVICE_CHOICES, describe_hardware
+from .mrml.device_choice import DEVICE_CHOICES, probe_result, start_hardware_probe
 from .mrml.input_matching import match_volume_nodes
+from .mrml.lesion_watch import LesionTableWatcher
 from .mrml.model_logic import ModelLogic
+from .mrml.package_install import PackageInstaller
 from .mrml.segmentation_logic import SegmentationLogic, SegmentationRequest, holds_edits
 
 SETTINGS_DEVICE = "SpineMetSeg/device"
@@ -37,14 +40,34 @@ SETTINGS_MODEL = "SpineMetSeg/model"
 SETTINGS_EXPORT_DIRECTORY = "SpineMetSeg/exportDirectory"
 SETTINGS_IMPORT_DIRECTORY = "SpineMetSeg/importDirectory"
 POLL_INTERVAL_MS = 100
+PIP_POLL_S = 0.05
 # Edits in the Segment Editor come in bursts; the lesion table waits this long after the last one.
 LESION_TABLE_DELAY_MS = 1000
 SEGMENT_EDITOR_NODE_TAG = "SpineMetSeg"
+# The widget property naming a parameter (wrapper.py SlicerParameterNamePropertyName, line 28 at v5.8.0 and v5.10.0).
+SLICER_PARAMETER_NAME = "SlicerParameterName"
 
 
 def default_device() -> str:
     """The device chosen last time (Slicer settings), for a new scene."""
     return str(qt.QSettings().value(SETTINGS_DEVICE, DEVICE_CHOICES[0][0]))
+
+
+def parameter_widgets(ui_widget) -> dict:
+    """Parameter name -> widget for each widget of the panel bound with the ``SlicerParameterName`` property.
+
+    This is what ``connectGui`` collects, but ``connectGui`` returns its disconnect tag only from Slicer 5.10
+    (Base/Python/slicer/parameterNodeWrapper/wrapper.py, ``_connectGui``: v5.8.0 line 253 drops the return value
+    of ``_connectParametersToGui``, v5.10.0 line 253 returns it), so on 5.8 the panel could never disconnect and
+    every module enter or scene close added another live set of connectors. ``connectParametersToGui`` returns
+    the tag on both (v5.8.0 and v5.10.0 lines 194-213, bound at lines 344 and 348).
+    """
+    widgets = {}
+    for widget in ui_widget.findChildren(qt.QWidget):
+        name = widget.property(SLICER_PARAMETER_NAME)
+        if name:
+            widgets[str(name)] = widget
+    return widgets
 
 
 @parameterNodeWrapper
@@ -87,7 +110,7 @@ class SpineMetSegPanel(VTKObservationMixin):
         self._parameterNodeGuiTag = None
         self._segmentation_job = None
         self._download_job = None
-        self._observed_segmentation = None
+        self._hardware_job = None
         self._updating_gui = False
 
         self._poll_timer = qt.QTimer()
@@ -96,7 +119,11 @@ class SpineMetSegPanel(VTKObservationMixin):
         self._lesion_timer = qt.QTimer()
         self._lesion_timer.setSingleShot(True)
         self._lesion_timer.setInterval(LESION_TABLE_DELAY_MS)
-        self._lesion_timer.timeout.connect(self.updateLesionTable)
+        self._lesion_timer.timeout.connect(self.onLesionEditsPaused)
+        # Follows Segment Editor edits of the result (the observers live in the MRML logic, tested there).
+        self._lesion_watcher = LesionTableWatcher(
+            lambda segmentation, table: self.lesion_logic.update(segmentation, table),
+            delay_s=LESION_TABLE_DELAY_MS / 1000.0, on_edit=self._lesion_timer.start)
 
         self._setupStaticWidgets()
         self._connect()
@@ -166,9 +193,10 @@ class SpineMetSegPanel(VTKObservationMixin):
 
     def cleanup(self) -> None:
         self.removeObservers()
+        self._lesion_watcher.stop()
         self._poll_timer.stop()
         self._lesion_timer.stop()
-        for job in (self._segmentation_job, self._download_job):
+        for job in (self._segmentation_job, self._download_job, self._hardware_job):
             if job is not None:
                 job.cancel()
         if self._parameterNode is not None and self._parameterNodeGuiTag is not None:
@@ -199,7 +227,8 @@ class SpineMetSegPanel(VTKObservationMixin):
         if self._parameterNode is not None:
             if not self._parameterNode.model:
                 self._parameterNode.model = qt.QSettings().value(SETTINGS_MODEL, "")
-            self._parameterNodeGuiTag = self._parameterNode.connectGui(self.ui)
+            self._parameterNodeGuiTag = self._parameterNode.connectParametersToGui(
+                parameter_widgets(self.ui_widget))
             # Observe the MRML node, not the wrapper: the mixin keeps what it observes alive.
             self.addObserver(self._parameterNode.parameterNode, vtk.vtkCommand.ModifiedEvent,
                              self.updateGUIFromParameterNode)
@@ -223,7 +252,7 @@ class SpineMetSegPanel(VTKObservationMixin):
             self.ui.referenceSegmentSelector.setEnabled(not node.compareWithOriginal)
             self.ui.comparedSegmentSelector.setEnabled(not node.compareWithOriginal)
             self._showResultInEditor(node.resultSegmentation)
-            self._observeSegmentation(node.resultSegmentation)
+            self._lesion_watcher.watch(node.resultSegmentation, node.lesionTable)
             self._updateButtons()
         finally:
             self._updating_gui = False
@@ -251,6 +280,8 @@ class SpineMetSegPanel(VTKObservationMixin):
         self.ui.computeMetricsButton.setEnabled(not running)
 
     def onSceneStartClose(self, caller, event) -> None:
+        self._lesion_timer.stop()
+        self._lesion_watcher.stop()
         self.setParameterNode(None)
 
     def onSceneEndClose(self, caller, event) -> None:
@@ -281,7 +312,15 @@ class SpineMetSegPanel(VTKObservationMixin):
     def refreshEnvironment(self) -> None:
         self.refreshDependencies()
         self.refreshModels()
-        self.ui.deviceInfoLabel.setText(describe_hardware())
+        self.refreshHardware()
+
+    def refreshHardware(self) -> None:
+        """What GPUs torch sees, found by a child process (importing torch here would freeze the panel)."""
+        if self._hardware_job is not None:
+            return
+        self.ui.deviceInfoLabel.setText(_("Looking for a GPU..."))
+        self._hardware_job = start_hardware_probe()
+        self._poll_timer.start()
 
     def refreshDependencies(self) -> None:
         missing = dependencies.missing_requirements()
@@ -367,6 +406,8 @@ class SpineMetSegPanel(VTKObservationMixin):
         with slicer.util.tryWithErrorDisplay(_("The model was not downloaded."), waitCursor=False):
             try:
                 job.check()
+            except CancelledError:
+                self.appendLog(_("Download cancelled; the partial file is kept and the next download resumes it."))
             finally:
                 self.refreshModels()
 
@@ -402,33 +443,60 @@ class SpineMetSegPanel(VTKObservationMixin):
         missing = dependencies.missing_requirements()
         if not missing:
             return True
-        if not dependencies.is_online():
-            raise SpineMetSegError(_(
-                "These Python packages are missing and this computer cannot reach the package index (pypi.org): "
-                "{packages}. Connect to the internet and try again, or install them in Slicer's Python by hand."
-            ).format(packages=dependencies.describe(missing)))
-        if dependencies.torch_missing(missing):
-            try:
-                import PyTorchUtils
-            except ImportError:
-                raise SpineMetSegError(_(
-                    "SpineMetSeg needs the PyTorch extension to install PyTorch. Install 'PyTorch' from the "
-                    "Extensions Manager, restart Slicer and try again.")) from None
-            torch_logic = PyTorchUtils.PyTorchUtilsLogic()
-            if not torch_logic.torchInstalled():
-                torch = torch_logic.installTorch(askConfirmation=ask,
-                                                 torchVersionRequirement=dependencies.MINIMUM_TORCH)
-                if torch is None:
-                    return False
+        if dependencies.torch_missing(missing) and not self._installTorch(missing, ask):
+            return False
         to_install = dependencies.pip_arguments(dependencies.missing_requirements())
         if to_install:
-            if ask and not slicer.util.confirmOkCancelDisplay(_(
+            if ask and not self._confirm(_(
                     "SpineMetSeg needs these Python packages: {packages}. Install them now (a few minutes)?"
             ).format(packages=", ".join(to_install))):
                 return False
-            slicer.util.pip_install(to_install)
+            self._runPip(to_install)
         self.refreshEnvironment()
         return True
+
+    def _installTorch(self, missing, ask: bool) -> bool:
+        """PyTorch (absent or too old) through the PyTorch extension, asked for ``torch>=MINIMUM_TORCH``."""
+        try:
+            import PyTorchUtils
+        except ImportError:
+            raise SpineMetSegError(_(
+                "SpineMetSeg needs the PyTorch extension to install PyTorch {requirement}. Install 'PyTorch' from "
+                "the Extensions Manager, restart Slicer and try again.").format(
+                    requirement=dependencies.MINIMUM_TORCH)) from None
+        if ask and not self._confirm(dependencies.torch_install_prompt(missing)):
+            return False
+        # installTorch(askConfirmation, forceComputationBackend, torchVersionRequirement, ...) installs with
+        # light-the-torch "torch<requirement>", which also upgrades a torch that is too old (SlicerPyTorch,
+        # PyTorchUtils/PyTorchUtils.py, installTorch and _getPipInstallArguments).
+        with slicer.util.WaitCursor():
+            PyTorchUtils.PyTorchUtilsLogic().installTorch(
+                askConfirmation=False, torchVersionRequirement=dependencies.MINIMUM_TORCH)
+        problem = dependencies.torch_still_too_old(dependencies.installed_version(dependencies.TORCH))
+        if problem:
+            raise SpineMetSegError(problem)
+        return True
+
+    def _runPip(self, requirements) -> None:
+        """pip in a child process; Slicer stays responsive and pip's output goes to the log."""
+        job = PackageInstaller().start(requirements, on_log=self.appendLog)
+        with slicer.util.WaitCursor():
+            while job.poll() is None:
+                slicer.app.processEvents()
+                time.sleep(PIP_POLL_S)
+        job.check()
+
+    @staticmethod
+    def _confirm(message: str, yes_no: bool = False) -> bool:
+        """A confirmation dialog with the normal cursor: the actions that ask run under ``tryWithErrorDisplay``'s
+        wait cursor (an application override cursor, util.py v5.8.0 lines 3300-3305, v5.10.0 lines 3389-3394),
+        and a wait cursor over a question reads as "busy". Overrides stack, so this one is undone on return."""
+        qt.QApplication.setOverrideCursor(qt.Qt.ArrowCursor)
+        try:
+            ask = slicer.util.confirmYesNoDisplay if yes_no else slicer.util.confirmOkCancelDisplay
+            return ask(message)
+        finally:
+            qt.QApplication.restoreOverrideCursor()
 
     # --- segmentation --------------------------------------------------------------------------------------
 
@@ -447,9 +515,9 @@ class SpineMetSegPanel(VTKObservationMixin):
         output = node.outputSegmentation
         overwrite = False
         if output is not None and holds_edits(output):
-            if not slicer.util.confirmYesNoDisplay(_(
+            if not self._confirm(_(
                     "The segmentation '{name}' holds manual edits. Replace them with the new result?"
-            ).format(name=output.GetName())):
+            ).format(name=output.GetName()), yes_no=True):
                 return
             overwrite = True
         name, _separator, version = (node.model or "").partition(" ")
@@ -481,7 +549,10 @@ class SpineMetSegPanel(VTKObservationMixin):
                 self._finishSegmentation()
         if self._download_job is not None and self._download_job.poll() is not None:
             self._finishDownload()
-        if self._segmentation_job is None and self._download_job is None:
+        if self._hardware_job is not None and self._hardware_job.poll() is not None:
+            job, self._hardware_job = self._hardware_job, None
+            self.ui.deviceInfoLabel.setText(probe_result(job))
+        if self._segmentation_job is None and self._download_job is None and self._hardware_job is None:
             self._poll_timer.stop()
 
     def _finishSegmentation(self) -> None:
@@ -489,7 +560,13 @@ class SpineMetSegPanel(VTKObservationMixin):
         self.ui.segmentProgressBar.setVisible(False)
         self._updateButtons()
         with slicer.util.tryWithErrorDisplay(_("Segmentation failed; the scene is unchanged."), waitCursor=True):
-            result = job.result()
+            try:
+                result = job.result()
+            except CancelledError:
+                # A cancel is what the user asked for: a status line, not an error dialog with a traceback.
+                self.ui.elapsedLabel.setText(_("Cancelled; the scene is unchanged."))
+                self.appendLog(_("Cancelled; the scene is unchanged."))
+                return
             self.segmentation_logic.show(result)
             slicer.util.resetSliceViews()
             node = self._parameterNode
@@ -502,28 +579,18 @@ class SpineMetSegPanel(VTKObservationMixin):
 
     # --- lesions -------------------------------------------------------------------------------------------
 
-    def _observeSegmentation(self, segmentation_node) -> None:
-        segmentation = segmentation_node.GetSegmentation() if segmentation_node is not None else None
-        if segmentation is self._observed_segmentation:
-            return
-        if self._observed_segmentation is not None:
-            for event in (slicer.vtkSegmentation.SegmentModified, slicer.vtkSegmentation.SegmentRemoved):
-                self.removeObserver(self._observed_segmentation, event, self.onSegmentationEdited)
-        self._observed_segmentation = segmentation
-        if segmentation is not None:
-            for event in (slicer.vtkSegmentation.SegmentModified, slicer.vtkSegmentation.SegmentRemoved):
-                self.addObserver(segmentation, event, self.onSegmentationEdited)
-
-    def onSegmentationEdited(self, caller=None, event=None) -> None:
-        if self._segmentation_job is None:
-            self._lesion_timer.start()  # restarts: one update after the last edit of a burst
+    def onLesionEditsPaused(self) -> None:
+        """The single-shot timer the watcher restarts on each edit fired: no edit for LESION_TABLE_DELAY_MS."""
+        if self._segmentation_job is None and self._lesion_watcher.pending:
+            self.updateLesionTable()
 
     def updateLesionTable(self) -> None:
         node = self._parameterNode
         if node is None or node.resultSegmentation is None:
             return
         with slicer.util.tryWithErrorDisplay(_("The lesions could not be measured."), waitCursor=True):
-            table = self.lesion_logic.update(node.resultSegmentation, node.lesionTable)
+            self._lesion_watcher.watch(node.resultSegmentation, node.lesionTable)
+            table = self._lesion_watcher.update()
             if node.lesionTable is not table.table_node:
                 node.lesionTable = table.table_node
 

@@ -21,7 +21,7 @@ TABLE_COLUMNS = (
     ("host_vertebra", "vertebra", 9),
     ("distance_to_canal_mm", "canal mm", 9),
     ("reaches_posterior_wall", "post.wall", 10),
-    ("extends_into_canal", "in canal", 9),
+    ("extends_into_canal", "reaches canal", 14),
     ("flags", "flags", 0),
 )
 

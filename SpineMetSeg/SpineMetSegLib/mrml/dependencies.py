@@ -6,11 +6,13 @@ Usage::
 
     missing = dependencies.missing_requirements()      # [Requirement("monai", ">=1.3", installed=None), ...]
     dependencies.torch_missing(missing)                # True -> install torch with the PyTorch extension first
-    dependencies.pip_arguments(missing)                # ["monai>=1.3", ...] for slicer.util.pip_install
+    dependencies.pip_arguments(missing)                # ["monai>=1.3", ...] for package_install.PackageInstaller
+    dependencies.torch_install_prompt(missing)         # what to tell the user before PyTorch is (re)installed
 
-Torch comes from the PyTorch extension (``PyTorchUtils``), which picks the build for the computer's GPU; the
-other packages come from ``Resources/requirements.txt`` through Slicer's pip. Both happen in the widget after
-the user confirms; ``is_online`` lets it say "no internet" instead of showing pip's traceback.
+Torch comes from the PyTorch extension (``PyTorchUtils``), which picks the build for the computer's GPU; it is
+asked for ``torch>=MINIMUM_TORCH``, also when an older torch is installed (which would otherwise be accepted and
+fail inside the child process). The other packages come from ``Resources/requirements.txt`` through pip
+(``package_install``). Both happen in the widget after the user confirms.
 """
 
 from __future__ import annotations
@@ -25,12 +27,8 @@ from ..resources import resources_dir
 
 REQUIREMENTS_FILE = resources_dir() / "requirements.txt"
 TORCH = "torch"
-# Torch versions older than this lack what MONAI and safetensors loading need.
+# Torch versions older than this lack what MONAI and safetensors loading need (every model card's network runs on it).
 MINIMUM_TORCH = ">=2.2"
-# Where pip installs from; reachable means online.
-PACKAGE_INDEX_HOST = "pypi.org"
-HTTPS_PORT = 443
-ONLINE_TIMEOUT_S = 3.0
 _REQUIREMENT = re.compile(r"^\s*([A-Za-z0-9][A-Za-z0-9._-]*)\s*(>=\s*[0-9][0-9.]*)?\s*$")
 
 
@@ -110,12 +108,28 @@ def describe(missing: Sequence[Requirement]) -> str:
     return ", ".join(parts)
 
 
-def is_online(host: str = PACKAGE_INDEX_HOST, port: int = HTTPS_PORT, timeout_s: float = ONLINE_TIMEOUT_S) -> bool:
-    """True when a connection to the package index opens: pip will not work offline, so say so before trying."""
-    import socket
+def torch_requirement(missing: Sequence[Requirement]) -> Optional[Requirement]:
+    """The torch requirement among ``missing`` (absent or too old), else None."""
+    return next((requirement for requirement in missing if requirement.name.lower() == TORCH), None)
 
-    try:
-        with socket.create_connection((host, port), timeout=timeout_s):
-            return True
-    except OSError:
-        return False
+
+def torch_install_prompt(missing: Sequence[Requirement]) -> str:
+    """What the user confirms before the PyTorch extension installs torch ("" when torch is fine)."""
+    requirement = torch_requirement(missing)
+    if requirement is None:
+        return ""
+    if requirement.installed:
+        return (f"SpineMetSeg needs PyTorch {MINIMUM_TORCH}, but PyTorch {requirement.installed} is installed. "
+                f"Install a newer PyTorch now with the PyTorch extension (a few minutes)? Restart Slicer afterwards.")
+    return (f"SpineMetSeg needs PyTorch {MINIMUM_TORCH}. Install it now with the PyTorch extension (a few minutes); "
+            "it picks the build for this computer's GPU.")
+
+
+def torch_still_too_old(installed: Optional[str]) -> str:
+    """The error when the PyTorch extension left a torch older than needed ("" when ``installed`` is new enough)."""
+    needed = MINIMUM_TORCH.replace(">=", "")
+    if installed is not None and version_tuple(installed) >= version_tuple(needed):
+        return ""
+    have = f"PyTorch {installed} is installed" if installed else "PyTorch is still not installed"
+    return (f"SpineMetSeg needs PyTorch {MINIMUM_TORCH}, but {have}. Install it from the PyTorch module "
+            f"(Utilities > PyTorch Utils) with the version requirement '{MINIMUM_TORCH}', then restart Slicer.")

@@ -11,6 +11,8 @@ Usage::
     logic.remove_lesion(result_node, table.lesions[0])   # deletes that lesion's voxels from the segment
     tables.write_csv(table.table_node, "lesions.csv")
 
+``lesion_watch.LesionTableWatcher`` keeps the table in step with edits.
+
 The numbers come from ``SpineMetSegLib.lesions.measure_lesions`` on a label map rebuilt from the segments in the
 model's convention (vertebral body 2 and spinal canal 3 underneath, metastasis 1 on top), on the
 segmentation's reference grid, so the table agrees with ``spinemetseg lesions`` on the exported label map.
@@ -40,8 +42,11 @@ TABLE_COLUMNS = (
     tables.Column("Largest diameter", float, unit="mm",
                   description="Largest distance between two surface voxel centres"),
     tables.Column("Host vertebra", str,
-                  description="Vertebral body the lesion touches most, numbered from the most superior body"),
-    tables.Column("Distance to canal", float, unit="mm", description="0 when the lesion reaches the canal"),
+                  description="Vertebral body the lesion touches most, numbered from the most superior body; "
+                              "none when it touches no vertebral body"),
+    tables.Column("Distance to canal", float, unit="mm",
+                  description="Gap between the lesion's and the canal's voxels (faces, edges, corners); 0 exactly "
+                              "when the lesion touches or overlaps the canal"),
     tables.Column("Posterior wall", str, description="Whether the lesion reaches the body's wall facing the canal"),
     tables.Column("Flags", str, description=core_lesions.INFORMATIONAL_NOTE),
     tables.Column("R", float, unit="mm", description="Lesion centre, right"),
@@ -49,6 +54,7 @@ TABLE_COLUMNS = (
     tables.Column("S", float, unit="mm", description="Lesion centre, superior"),
 )
 TABLE_NAME_SUFFIX = "lesions"
+NO_HOST = "none"
 
 
 @dataclass
@@ -62,21 +68,29 @@ def _yes_no(value: Optional[bool]) -> str:
 
 
 def flags_of(lesion) -> str:
-    """The informational flags of a lesion as words: "large", "near canal", "into canal"."""
+    """The informational flags of a lesion as words; "reaches the canal" is "distance to canal 0"."""
     flags = []
     if lesion.large:
         flags.append(f"larger than {core_lesions.LARGE_LESION_DIAMETER_MM:g} mm")
     if lesion.near_canal:
         flags.append(f"closer than {core_lesions.CANAL_PROXIMITY_MM:g} mm to canal")
     if lesion.extends_into_canal:
-        flags.append("extends into canal")
+        flags.append("reaches the canal")
     return ", ".join(flags)
+
+
+def host_text(lesion) -> str:
+    """The host vertebra's number; "none" when the lesion touches no vertebral body; "" without anatomy."""
+    if lesion.host_vertebra is not None:
+        return str(lesion.host_vertebra)
+    anatomy_given = lesion.reaches_posterior_wall is not None or lesion.distance_to_canal_mm is not None
+    return NO_HOST if anatomy_given else ""
 
 
 def table_rows(found: Sequence[Any]) -> List[list]:
     return [
         [lesion.id, lesion.volume_ml, lesion.largest_diameter_mm,
-         "" if lesion.host_vertebra is None else str(lesion.host_vertebra), lesion.distance_to_canal_mm,
+         host_text(lesion), lesion.distance_to_canal_mm,
          _yes_no(lesion.reaches_posterior_wall), flags_of(lesion), *lesion.centroid_ras]
         for lesion in found
     ]
@@ -160,3 +174,4 @@ class LesionTableLogic:
         edited = sitk.GetImageFromArray(array)
         edited.CopyInformation(mask)
         mrml_scene.set_segment_mask(segmentation_node, segment_id, edited)
+

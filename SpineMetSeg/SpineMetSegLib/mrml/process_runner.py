@@ -12,15 +12,20 @@ Usage::
     runner.start(["models", "list"], on_line=print)   # on_line runs on a reader thread
     exit_code = runner.wait()
 
-``cancel()`` sends SIGTERM (returns at once), which the command line turns into a clean exit (code 130) that
-removes its partial output; a child that does not stop within ``CANCEL_GRACE_S`` is killed. On Windows
-SIGTERM is TerminateProcess, so there the child cannot clean up: the logic's temporary folder still goes.
+``cancel()`` stops the whole process tree and returns at once. Inside Slicer ``PythonSlicer`` is a launcher
+(CTKAppLauncher) that starts the real Python as its own child and ignores signals, so signalling only the
+started process would leave the real one running. On POSIX the child starts in a new session, and cancel sends
+SIGTERM to its whole process group: the command line turns it into a clean exit (code 130) that removes its
+partial output; whatever of the group still holds the output pipe after ``CANCEL_GRACE_S`` gets SIGKILL. On
+Windows the tree is ended with ``taskkill /T /F`` (there is no SIGTERM, so the child cannot clean up: the logic's
+temporary folder still goes); no console window opens for the child.
 """
 
 from __future__ import annotations
 
 import os
 import shutil
+import signal
 import subprocess
 import sys
 import threading
@@ -33,6 +38,9 @@ LineCallback = Callable[[str], None]
 CANCEL_GRACE_S = 10.0
 # The folder holding the SpineMetSegLib package (the Slicer module folder); the child needs it on its path.
 LIBRARY_PARENT = Path(__file__).resolve().parents[2]
+# Windows process creation flags (winbase.h); subprocess defines the names only on Windows.
+CREATE_NEW_PROCESS_GROUP = 0x00000200
+CREATE_NO_WINDOW = 0x08000000
 
 
 class ProcessRunner(Protocol):
@@ -68,20 +76,50 @@ def spinemetseg_command(python: Optional[str] = None) -> List[str]:
 
 
 def child_environment(base: Optional[Mapping[str, str]] = None) -> dict:
-    """The environment of the child: SpineMetSegLib importable, output unbuffered so progress arrives live."""
+    """The environment of the child: SpineMetSegLib importable, output unbuffered so progress arrives live, and
+    UTF-8 everywhere (the reader decodes UTF-8; a Windows child would otherwise write the console code page)."""
     env = dict(os.environ if base is None else base)
     paths = [str(LIBRARY_PARENT)] + [p for p in env.get("PYTHONPATH", "").split(os.pathsep) if p]
     env["PYTHONPATH"] = os.pathsep.join(dict.fromkeys(paths))
     env["PYTHONUNBUFFERED"] = "1"
+    env["PYTHONUTF8"] = "1"
+    env["PYTHONIOENCODING"] = "utf-8"
     return env
+
+
+def popen_options(os_name: str = os.name) -> dict:
+    """How the child is started so that its whole tree can be stopped: its own session on POSIX (one process
+    group to signal), its own process group and no console window on Windows."""
+    if os_name == "nt":
+        return {"creationflags": CREATE_NEW_PROCESS_GROUP | CREATE_NO_WINDOW}
+    return {"start_new_session": True}
+
+
+def stop_process_tree(process: subprocess.Popen, os_name: str = os.name) -> None:
+    """Ask ``process`` and everything it started to stop: SIGTERM to its process group (POSIX, started with
+    ``popen_options``), ``taskkill /T /F`` (Windows)."""
+    if os_name == "nt":
+        subprocess.run(["taskkill", "/PID", str(process.pid), "/T", "/F"], stdout=subprocess.DEVNULL,
+                       stderr=subprocess.DEVNULL, creationflags=CREATE_NO_WINDOW, check=False)
+        return
+    _signal_group(process.pid, signal.SIGTERM)
+
+
+def _signal_group(group_id: int, signal_number: int) -> None:
+    try:
+        os.killpg(group_id, signal_number)
+    except (ProcessLookupError, PermissionError):
+        pass  # the whole group has already ended
 
 
 class SubprocessRunner:
     """A ``ProcessRunner`` on ``subprocess.Popen`` with a reader thread."""
 
-    def __init__(self, command: Optional[Sequence[str]] = None, env: Optional[Mapping[str, str]] = None):
+    def __init__(self, command: Optional[Sequence[str]] = None, env: Optional[Mapping[str, str]] = None,
+                 cancel_grace_s: float = CANCEL_GRACE_S):
         self.command = list(command) if command is not None else spinemetseg_command()
         self.env = child_environment(env)
+        self.cancel_grace_s = cancel_grace_s
         self._process: Optional[subprocess.Popen] = None
         self._reader: Optional[threading.Thread] = None
         self.cancelled = False
@@ -104,6 +142,7 @@ class SubprocessRunner:
             errors="replace",
             bufsize=1,
             env=self.env,
+            **popen_options(),
         )
         self._reader = threading.Thread(target=self._read, args=(self._process, on_line), daemon=True)
         self._reader.start()
@@ -126,16 +165,20 @@ class SubprocessRunner:
         if self._process is None or self._process.poll() is not None:
             return
         self.cancelled = True
-        self._process.terminate()
-        # Do not block the caller (the GUI) during the grace period: a timer kills a child that hangs.
-        killer = threading.Timer(CANCEL_GRACE_S, self._kill_if_running, args=(self._process,))
-        killer.daemon = True
-        killer.start()
+        stop_process_tree(self._process)
+        if os.name != "nt":
+            # Do not block the caller (the GUI) during the grace period: a timer kills what still runs then.
+            killer = threading.Timer(self.cancel_grace_s, self._kill_group_if_running,
+                                     args=(self._process, self._reader))
+            killer.daemon = True
+            killer.start()
 
     @staticmethod
-    def _kill_if_running(process: subprocess.Popen) -> None:
-        if process.poll() is None:
-            process.kill()
+    def _kill_group_if_running(process: subprocess.Popen, reader: Optional[threading.Thread]) -> None:
+        # The launcher may be gone while its child runs on: the open output pipe (the reader still reading)
+        # shows that some process of the group is alive, and keeps its group ID from being reused.
+        if process.poll() is None or (reader is not None and reader.is_alive()):
+            _signal_group(process.pid, signal.SIGKILL)
 
     def wait(self, timeout: Optional[float] = None) -> int:
         if self._process is None:

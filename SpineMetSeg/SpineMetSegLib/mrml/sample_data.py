@@ -8,20 +8,38 @@ Usage::
     report = sample_data.run_workflow(context)      # load, segment, remove a lesion, evaluate against the truth
     report.dice_after_edit
 
-Nothing is downloaded: the phantom renders the case from ``SAMPLE_SEED`` in about a second, the same case on
-every computer. The Sample Data module lists it (registered by the Slicer module), and the module's self-test
-runs ``run_workflow`` with the default model.
+Nothing is downloaded: the phantom renders the case from ``SAMPLE_SEED`` in a few seconds, the same case on
+every computer. The module's self-test runs ``run_workflow`` with the default model.
+
+The Sample Data module lists the case under a readable title, and both its button and a script's
+``SampleData.downloadSample(SAMPLE_TITLE)`` load it. Both go through ``SampleDataLogic.downloadFromSource``,
+which fetches each URI with ``urllib.request.urlretrieve`` into Slicer's cache and loads the file from there
+(Modules/Scripted/SampleData/SampleData.py: ``downloadSamples`` v5.8.0 lines 862-870, v5.10.0 lines 993-1001;
+``urlretrieve`` v5.8.0 line 949, v5.10.0 line 1098; a file already in the cache is reused, v5.8.0 line 944).
+A ``customDownloader`` would serve only the button (v5.8.0 lines 392-393, v5.10.0 lines 445-446), so instead
+the URIs use the ``spinemetseg:`` scheme, which ``SampleURLHandler`` answers by rendering the case::
+
+    sample_data.install_sample_url_handler()                      # once, at Slicer start-up
+    SampleDataLogic.registerCustomSampleDataSource(**sample_data.sample_source_arguments(thumbnail))
 """
 
 from __future__ import annotations
 
+import io
+import tempfile
+import urllib.error
+import urllib.request
+import urllib.response
 from dataclasses import dataclass, field
+from email.message import Message
+from pathlib import Path
 from typing import Any, Callable, Dict, List, Optional
 
 import numpy as np
 import SimpleITK as sitk
+import slicer
 
-from .. import catalog
+from .. import __version__, catalog
 from ..errors import SpineMetSegError
 from . import scene as mrml_scene
 from . import segments
@@ -30,7 +48,11 @@ from .segmentation_logic import ROLE_ATTRIBUTE, SegmentationLogic, SegmentationR
 from .transaction import SceneTransaction
 
 SAMPLE_NAME = "SpineMetSegPhantom"
-SAMPLE_TITLE = "Synthetic spine MRI with metastases"
+# The Sample Data button shows the sample name (registerCustomSampleDataSource has no separate description:
+# SampleData.py v5.8.0 lines 457-462 and 488-503, v5.10.0 lines 510-515), so the name is the readable title.
+SAMPLE_TITLE = "Synthetic spine MRI with metastases (SpineMetSeg)"
+SAMPLE_CATEGORY = "Spine Metastasis Segmentation"
+SAMPLE_URI_SCHEME = "spinemetseg"
 # A 2D sagittal case (the usual clinical protocol) with three metastases: two lytic, one sclerotic.
 SAMPLE_SEED = 4
 SAMPLE_ACQUISITION = "sagittal2d"
@@ -65,6 +87,97 @@ def load_sample_case(context, seed: int = SAMPLE_SEED) -> SampleCase:
         segments.replace_segments(truth, new_segments, reference)
         truth.SetAttribute(ROLE_ATTRIBUTE, TRUTH_ROLE)
     return SampleCase(volumes, truth, case.info)
+
+
+@dataclass(frozen=True)
+class SampleFile:
+    key: str  # "t1", "t2", "stir" or "truth"
+    node_name: str
+    file_type: str  # Slicer's reader: "VolumeFile" or "SegmentationFile"
+
+    @property
+    def file_name(self) -> str:
+        """The name in Slicer's cache; the version keeps a newer phantom from reusing an older cached file."""
+        suffix = ".seg.nrrd" if self.file_type == "SegmentationFile" else ".nrrd"
+        return f"SpineMetSeg-{__version__}-phantom-seed{SAMPLE_SEED}-{self.key}{suffix}"
+
+    @property
+    def uri(self) -> str:
+        return f"{SAMPLE_URI_SCHEME}://phantom/{self.file_name}"
+
+
+SAMPLE_FILES = (
+    SampleFile("t1", f"{NODE_PREFIX} T1", "VolumeFile"),
+    SampleFile("t2", f"{NODE_PREFIX} T2", "VolumeFile"),
+    SampleFile("stir", f"{NODE_PREFIX} STIR", "VolumeFile"),
+    SampleFile("truth", f"{NODE_PREFIX} truth", "SegmentationFile"),
+)
+
+
+def sample_source_arguments(thumbnail_file: Optional[str] = None) -> Dict[str, Any]:
+    """Keyword arguments for ``SampleDataLogic.registerCustomSampleDataSource`` (5.8 and 5.10 take the same)."""
+    return {
+        "category": SAMPLE_CATEGORY,
+        "sampleName": SAMPLE_TITLE,
+        "uris": [f.uri for f in SAMPLE_FILES],
+        "fileNames": [f.file_name for f in SAMPLE_FILES],
+        "nodeNames": [f.node_name for f in SAMPLE_FILES],
+        "loadFileTypes": [f.file_type for f in SAMPLE_FILES],
+        "thumbnailFileName": thumbnail_file,
+    }
+
+
+def write_sample_files(folder: Path, seed: int = SAMPLE_SEED) -> Dict[str, Path]:
+    """Render the sample case into ``folder`` as the files ``SAMPLE_FILES`` names; file name -> path."""
+    from .application import MRMLContext
+
+    folder.mkdir(parents=True, exist_ok=True)
+    # A private bare scene: inside Slicer the files must not pass through the user's scene.
+    context = MRMLContext(scene=slicer.vtkMRMLScene(), application_logic=None, segmentations_logic=None)
+    case = load_sample_case(context, seed)
+    written = {}
+    for sample_file in SAMPLE_FILES:
+        node = case.truth_node if sample_file.key == "truth" else case.volumes[sample_file.key]
+        storage = node.CreateDefaultStorageNode()
+        context.scene.AddNode(storage)
+        path = folder / sample_file.file_name
+        storage.SetFileName(str(path))
+        storage.SetUseCompression(True)
+        if not storage.WriteData(node):
+            raise SpineMetSegError(f"The sample case could not be written to {path}.")
+        written[sample_file.file_name] = path
+    return written
+
+
+class SampleURLHandler(urllib.request.BaseHandler):
+    """Answers ``spinemetseg://phantom/<file name>`` by rendering the sample case (once per process) and
+    returning that file, so Slicer's Sample Data logic "downloads" it like any other sample."""
+
+    def __init__(self):
+        self._folder: Optional[tempfile.TemporaryDirectory] = None
+        self._files: Dict[str, Path] = {}
+
+    def spinemetseg_open(self, request: urllib.request.Request):
+        name = request.full_url.rsplit("/", 1)[-1]
+        if name not in {f.file_name for f in SAMPLE_FILES}:
+            raise urllib.error.URLError(f"no SpineMetSeg sample file {name!r}")
+        if name not in self._files:
+            self._folder = tempfile.TemporaryDirectory(prefix="spinemetseg-sample-")
+            self._files = write_sample_files(Path(self._folder.name))
+        data = self._files[name].read_bytes()
+        headers = Message()
+        headers["Content-Length"] = str(len(data))
+        headers["Content-Type"] = "application/octet-stream"
+        return urllib.response.addinfourl(io.BytesIO(data), headers, request.full_url, 200)
+
+
+def install_sample_url_handler() -> None:
+    """Let ``urllib.request.urlopen`` (hence Slicer's Sample Data module) open ``spinemetseg:`` URIs.
+
+    ``build_opener`` starts from urllib's default handlers (proxies from the environment, HTTP(S), FTP, file,
+    data), which is the opener ``urlopen`` builds when none is installed, and adds this one.
+    """
+    urllib.request.install_opener(urllib.request.build_opener(SampleURLHandler()))
 
 
 @dataclass

@@ -63,7 +63,7 @@ def segment_from_label(label: Dict[str, Any], mask) -> Any:
     segment.SetTag(LABEL_TAG, label["name"])
     terminology = terminology_string(label.get("terminology"))
     if terminology:
-        segment.SetTerminology(terminology)
+        set_terminology(segment, terminology)
     segment.AddRepresentation(slicer.vtkSegmentationConverter.GetBinaryLabelmapRepresentationName(), mask)
     return segment
 
@@ -117,6 +117,23 @@ def find_segment_id(segmentation_node, label_name: str) -> Optional[str]:
         if segmentation.GetSegment(segment_id).GetName().strip().lower() == label_name.lower():
             return segment_id
     return None
+
+
+def set_terminology(segment, terminology: str) -> None:
+    """Store a serialized terminology entry on a segment, the way Slicer 5.8 and 5.10 both read it.
+
+    ``vtkSegment.SetTerminology``/``GetTerminology`` exist only from 5.10 (Libs/vtkSegmentationCore/vtkSegment.h,
+    v5.10.0 lines 55-59; absent at v5.8.0). Both versions declare ``static const char*
+    GetTerminologyEntryTagName()`` (v5.8.0 line 52, v5.10.0 line 52) and ``SetTag``/``GetTag`` (v5.8.0 lines
+    94-105, v5.10.0 lines 106-117); 5.10's ``SetTerminology`` is documented as setting exactly that tag.
+    """
+    segment.SetTag(slicer.vtkSegment.GetTerminologyEntryTagName(), terminology)
+
+
+def terminology_of(segment) -> str:
+    """The serialized terminology entry of a segment, or "" (read through the tag, as on Slicer 5.8)."""
+    value = vtk.reference("")
+    return str(value) if segment.GetTag(slicer.vtkSegment.GetTerminologyEntryTagName(), value) else ""
 
 
 def label_of(segment) -> str:
