@@ -98,7 +98,7 @@ def test_command_line_help_lists_every_subcommand():
     result = subprocess.run([sys.executable, "-m", "SpineMetSegLib.cli", "--help"], capture_output=True, text=True,
                             timeout=60)
     assert result.returncode == 0, result.stderr
-    for command in ("demo", "segment", "evaluate", "lesions", "phantom", "models", "train"):
+    for command in ("demo", "segment", "evaluate", "lesions", "plan", "phantom", "models", "train"):
         assert re.search(rf"^\s+{command}\s", result.stdout, re.MULTILINE), command
 
 

@@ -33,12 +33,9 @@ from typing import Dict, List, Optional, Sequence
 import numpy as np
 
 from .anatomy import PlanAnatomy
+from .limits import DEFAULT_CANAL_CLEARANCE_MM, DEFAULT_MARGIN_MM, DEFAULT_SHAFT_CLEARANCE_MM
 from .zone import Zone, ZoneUnion
 
-DEFAULT_MARGIN_MM = 5.0
-DEFAULT_CANAL_CLEARANCE_MM = 5.0
-# The probe's line behind the tip must pass the canal by this much: a chosen default, not a clinical rule.
-DEFAULT_SHAFT_CLEARANCE_MM = 2.0
 PLANNING_NOTE = (
     "Planning support only: the zone is a model of the device table's numbers; real ablation zones vary with the "
     "tissue, the bone, nearby vessels and the device settings. Check every number against the device's instructions."

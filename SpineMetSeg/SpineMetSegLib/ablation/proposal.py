@@ -33,17 +33,16 @@ from scipy.optimize import minimize
 from ..errors import SpineMetSegError
 from .anatomy import PlanAnatomy
 from .device_table import AblationDevice
-from .evaluation import (
+from .evaluation import PlanResult, evaluate_plan
+from .limits import (
+    ANTERIOR_RAS,
     DEFAULT_CANAL_CLEARANCE_MM,
+    DEFAULT_CONE_HALF_ANGLE_DEG,
     DEFAULT_MARGIN_MM,
     DEFAULT_SHAFT_CLEARANCE_MM,
-    PlanResult,
-    evaluate_plan,
 )
 from .zone import Zone, perpendicular_axes, unit_vector
 
-ANTERIOR_RAS = (0.0, 1.0, 0.0)
-DEFAULT_CONE_HALF_ANGLE_DEG = 30.0
 # Directions: the cone's axis and rings of 6, 12, 18 directions at 1/3, 2/3 and all of the half-angle.
 CONE_RINGS = 3
 DIRECTIONS_PER_RING = 6

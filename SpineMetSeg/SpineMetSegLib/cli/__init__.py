@@ -17,9 +17,9 @@ from typing import List, Optional
 
 from .. import __version__
 from ..errors import EXIT_CANCELLED, EXIT_USER_ERROR, CancelledError, SpineMetSegError
-from . import demo, evaluate, lesions, models, phantom, segment, train
+from . import demo, evaluate, lesions, models, phantom, plan, segment, train
 
-SUBCOMMANDS = (demo, segment, evaluate, lesions, phantom, models, train)
+SUBCOMMANDS = (demo, segment, evaluate, lesions, plan, phantom, models, train)
 
 
 def build_parser() -> argparse.ArgumentParser:
