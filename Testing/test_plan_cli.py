@@ -68,8 +68,8 @@ def test_plan_measures_a_given_probe(segmentation, tmp_path):
     plan_json = tmp_path / "plan.json"
     # generic-ellipsoid-30x20: centre 10 mm behind the tip; zone 15 mm along the probe, 10 mm across.
     tip = centre_ras() + np.array([0, 10.0, 0])
-    assert main(["plan", str(segmentation), "--lesion", "1", "--device", "generic-ellipsoid-30x20", f"--tip={triple(tip)}",
-                 "--direction", "0,1,0", "--json", str(plan_json)]) == 0
+    assert main(["plan", str(segmentation), "--lesion", "1", "--device", "generic-ellipsoid-30x20",
+                 f"--tip={triple(tip)}", "--direction", "0,1,0", "--json", str(plan_json)]) == 0
     plan = json.loads(plan_json.read_text(encoding="utf-8"))
     measures = plan["measures"]
     assert plan["mode"] == "probes given" and plan["proposal"] is None

@@ -12,7 +12,8 @@ Usage::
 SEG is a model output (1 metastasis, 2 vertebral body, 3 spinal canal) or any label map with those labels
 (``--anatomy`` for a separate anatomy map, as in ``spinemetseg lesions``). Lesion numbers are those of
 ``spinemetseg lesions``. Coordinates are RAS millimetres, as Slicer shows them (write ``--tip=-12,30,-40`` when the
-first number is negative); a direction points from the skin entry towards the tip. Planning support only: never a recommendation.
+first number is negative); a direction points from the skin entry towards the tip. Planning support only: never a
+recommendation.
 """
 
 from __future__ import annotations
