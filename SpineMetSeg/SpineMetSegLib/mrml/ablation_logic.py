@@ -40,12 +40,10 @@ from ..errors import SpineMetSegError
 from ..labels import ModelLabel
 from . import tables
 from .lesion_table import model_label_map
+from .plan_nodes import BROKEN, PLAN_ATTRIBUTE, PROBE_REFERENCE, SEGMENTATION_REFERENCE, ZONE_REFERENCE
 from .transaction import SceneTransaction
 
-PROBE_REFERENCE = "SpineMetSeg.AblationProbe"
-ZONE_REFERENCE = "SpineMetSeg.AblationZone"
-SEGMENTATION_REFERENCE = "SpineMetSeg.AblationSegmentation"
-PLAN_ATTRIBUTE = "SpineMetSeg.AblationPlan"
+__all__ = ["BROKEN", "PLAN_ATTRIBUTE", "AblationPlan", "AblationPlanLogic", "plan_rows", "probe_of", "zone_polydata"]
 # How far behind the tip a new probe line's entry point is placed.
 PROBE_LINE_LENGTH_MM = 80.0
 ZONE_COLOUR = (0.94, 0.89, 0.26)
@@ -59,7 +57,6 @@ PLAN_COLUMNS = (
     tables.Column("Limit", str, description="What the plan asks for"),
     tables.Column("Status", str, description="'limit broken' where the value breaks the plan's limit"),
 )
-BROKEN = "limit broken"
 
 
 @dataclass
