@@ -337,3 +337,32 @@ def test_proposal_reports_what_it_cannot_cover():
     assert proposal.result.coverage < 1.0
     assert proposal.result.uncovered_volume_ml > 0.0
     assert proposal.result.margin_mm < 0.0
+
+
+def test_tip_depth_in_the_body_is_its_distance_to_the_body_face():
+    phantom = Phantom()
+    centre = phantom.centre
+    # Body voxel centres up to A = centre + 10: its face lies half a voxel further, at centre + 10.25.
+    phantom.paint(phantom.points[:, 1] <= centre[1] + 10.0 + 1e-9, 2)
+    phantom.ball(centre, 2.0)
+    anatomy = phantom.anatomy()
+    inside = Zone.from_probe(device(10, 10, 0), centre + [0, 8.0, 0], (0, 1, 0))
+    outside = Zone.from_probe(device(10, 10, 0), centre + [0, 11.5, 0], (0, 1, 0))
+    assert evaluate_plan(anatomy, 1, [inside]).tip_depth_in_body_mm == [pytest.approx(2.25, abs=1e-5)]
+    assert evaluate_plan(anatomy, 1, [inside]).tips_ok is True
+    result = evaluate_plan(anatomy, 1, [inside, outside], margin_mm=0.0)
+    assert result.tip_depth_in_body_mm[1] == pytest.approx(-1.25, abs=1e-5)
+    assert result.tips_ok is False and not result.limits_met
+
+
+def test_proposal_keeps_the_tip_inside_the_body():
+    phantom = Phantom()
+    centre = phantom.centre
+    # A lesion 3 mm inside the body's front face: a zone centred on it would put the tip (5 mm ahead) outside.
+    phantom.paint((phantom.points[:, 1] <= centre[1] + 3.0 + 1e-9)
+                  & (np.abs(phantom.points - centre).max(axis=1) <= 20.0), 2)
+    phantom.ball(centre, 1.5)
+    entry = device(10, 10, 5.0, "ball-10-tip-ahead")
+    proposal = propose(phantom.anatomy(), 1, [entry], margin_mm=0.0)
+    assert proposal.result.tip_depth_in_body_mm[0] > 0.0
+    assert proposal.result.coverage == 1.0

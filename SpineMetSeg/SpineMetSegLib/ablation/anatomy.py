@@ -52,6 +52,7 @@ class PlanAnatomy:
         self.body = np.isin(array, labels.body) | (self.lesions > 0)
         self.canal = np.isin(array, labels.canal)
         self._canal_points = None
+        self._body_depth = None
         self._canal_surface_points = None
 
     @classmethod
@@ -136,6 +137,25 @@ class PlanAnatomy:
     @property
     def has_body(self) -> bool:
         return bool(self.body.any())
+
+    def body_depth(self, points_ras: np.ndarray) -> np.ndarray:
+        """How deep (mm) each point lies inside the vertebral body: positive inside, negative outside.
+
+        The body's surface is taken half a voxel beyond its outer voxel centres: a voxel centre's depth is its
+        distance to the nearest voxel centre on the other side less half a (smallest) voxel spacing, interpolated
+        linearly in between. Exact at a face of an isotropic grid, within half a voxel elsewhere. Points outside
+        the image are outside the body (minus infinity).
+        """
+        if self._body_depth is None:
+            spacing = self.grid.array_spacing
+            half_voxel = float(spacing.min()) / 2.0
+            inside = ndimage.distance_transform_edt(self.body, sampling=spacing)
+            outside = ndimage.distance_transform_edt(~self.body, sampling=spacing)
+            depth = np.where(self.body, inside - half_voxel, half_voxel - outside)
+            self._body_depth = depth.astype(np.float32)
+        kji = self.continuous_indices(points_ras)
+        depth = ndimage.map_coordinates(self._body_depth, kji.T, order=1, mode="nearest")
+        return np.where(self.inside_image(points_ras), depth, -np.inf)
 
     def canal_points(self) -> np.ndarray:
         if self._canal_points is None:

@@ -10,11 +10,13 @@ For a lesion and zones (one per probe, combined as their union):
 - ``zone_to_canal_mm``: the smallest distance from the zone surface to a canal voxel, 0 when the zone reaches the
   canal; ``canal_in_zone_ml`` the canal volume inside the zone; ``canal_location_ras`` the nearest canal voxel;
 - ``shaft_to_canal_mm``: the smallest distance from a canal voxel to a probe (tip and the line behind it);
+- ``tip_depth_in_body_mm``: for each probe, how deep its tip lies inside the vertebral body (negative: outside);
 - ``body_in_zone_ml``: vertebral body (lesions included) inside the zone; ``zone_outside_body_share``: the share of
   the zone's voxels outside it; ``zone_leaves_image``: part of the zone lies outside the image (that part is not
   counted);
 - ``limits``: ``margin_ok`` (margin >= the chosen margin), ``canal_ok`` (zone-to-canal >= the chosen clearance),
-  ``shaft_ok`` (every probe's line passes the canal by at least the chosen shaft clearance).
+  ``shaft_ok`` (every probe's line passes the canal by at least the chosen shaft clearance), ``tips_ok`` (every
+  tip inside the vertebral body).
 
 Voxels count by their centres (see ``anatomy``), so with several probes a margin inside overlapping zones can be
 reported smaller than it is (see ``zone.ZoneUnion``), never larger.
@@ -55,6 +57,7 @@ class PlanResult:
     canal_in_zone_ml: Optional[float]
     canal_location_ras: Optional[List[float]]
     shaft_to_canal_mm: Optional[float]
+    tip_depth_in_body_mm: Optional[List[float]]
     body_in_zone_ml: float
     zone_outside_body_share: Optional[float]
     zone_voxels_ml: float
@@ -77,16 +80,23 @@ class PlanResult:
         return None if self.shaft_to_canal_mm is None else self.shaft_to_canal_mm >= self.required_shaft_clearance_mm
 
     @property
+    def tips_ok(self) -> Optional[bool]:
+        return None if self.tip_depth_in_body_mm is None else all(
+            d is not None and d > 0.0 for d in self.tip_depth_in_body_mm)
+
+    @property
     def fully_covered(self) -> bool:
         return self.coverage >= 1.0
 
     @property
     def limits_met(self) -> bool:
-        return self.margin_ok and self.canal_ok is not False and self.shaft_ok is not False
+        return (self.margin_ok and self.canal_ok is not False and self.shaft_ok is not False
+                and self.tips_ok is not False)
 
     def as_dict(self) -> dict:
         values = {key: getattr(self, key) for key in self.__dataclass_fields__}
         values["limits"] = {"margin_ok": self.margin_ok, "canal_ok": self.canal_ok, "shaft_ok": self.shaft_ok,
+                            "tips_ok": self.tips_ok,
                             "fully_covered": self.fully_covered, "all_met": self.limits_met}
         return values
 
@@ -123,6 +133,10 @@ def evaluate_plan(
         if canal_inside.any():
             canal_location = [float(v) for v in canal_all[np.argmax(canal_inside)]]
 
+    tip_depths = None
+    if anatomy.has_body:
+        depths = anatomy.body_depth(np.array([zone.tip for zone in union.zones]))
+        tip_depths = [float(d) if np.isfinite(d) else None for d in depths]
     body_ml, outside_share, zone_ml, leaves = _zone_contents(anatomy, union)
     return PlanResult(
         lesion=lesion,
@@ -136,6 +150,7 @@ def evaluate_plan(
         canal_in_zone_ml=canal_in_zone,
         canal_location_ras=canal_location,
         shaft_to_canal_mm=shaft_distance,
+        tip_depth_in_body_mm=tip_depths,
         body_in_zone_ml=body_ml,
         zone_outside_body_share=outside_share,
         zone_voxels_ml=zone_ml,

@@ -6,7 +6,8 @@ search places the zone to maximise its *slack*, the smallest of
 
 - margin - chosen margin (the thinnest ablated layer around the lesion beyond the margin asked for),
 - zone-to-canal distance - chosen canal clearance,
-- probe-to-canal distance - chosen shaft clearance (the probe's line behind the tip must not cross the canal).
+- probe-to-canal distance - chosen shaft clearance (the probe's line behind the tip must not cross the canal),
+- the tip's depth inside the vertebral body (the tip must not leave the bone; where the map has a body).
 
 A slack >= 0 meets every limit. The first device (smallest zone) with such a placement is proposed, in its
 direction of largest slack. When no device reaches it, the placement with the largest slack found is returned as
@@ -52,6 +53,8 @@ REFINEMENT_EVALUATIONS = 120
 REFINEMENT_STEP_MM = 2.0
 # Enough surface points to place a zone; the final evaluation uses every voxel.
 SEARCH_POINTS = 600
+# A tip outside the image counts as this far outside the body (a finite number keeps Nelder-Mead well defined).
+OUTSIDE_IMAGE_DEPTH_MM = 1000.0
 ENCLOSING_BALL_ITERATIONS = 200
 PROPOSAL_NOTE = (
     "A proposal to start from, never a recommendation: check the path, the structures it crosses and every number."
@@ -106,6 +109,7 @@ class _Search:
         self.centroid = anatomy.lesion_points(lesion).mean(axis=0)
         self.extent = float(np.linalg.norm(surface - self.centroid, axis=1).max()) if len(surface) else 0.0
         self.canal = anatomy.canal_surface_points() if anatomy.has_canal else np.zeros((0, 3))
+        self.anatomy = anatomy if anatomy.has_body else None
         self.margin = margin
         self.canal_clearance = canal_clearance
         self.shaft_clearance = shaft_clearance
@@ -124,6 +128,9 @@ class _Search:
             along = np.clip(offsets @ -zone.direction, 0.0, None)
             shaft = float(np.linalg.norm(offsets + np.outer(along, zone.direction), axis=1).min())
             value = min(value, shaft - self.shaft_clearance)
+        if self.anatomy is not None:
+            depth = float(self.anatomy.body_depth(zone.tip[None, :])[0])
+            value = min(value, max(depth, -OUTSIDE_IMAGE_DEPTH_MM))
         return value
 
     def enclosing_centre(self, device: AblationDevice, direction: np.ndarray) -> np.ndarray:

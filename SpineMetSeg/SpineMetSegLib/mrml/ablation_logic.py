@@ -341,6 +341,14 @@ def plan_rows(result: PlanResult, device: AblationDevice) -> List[list]:
          status(result.canal_ok)],
         ["Probe to canal", result.shaft_to_canal_mm, "mm", f">= {result.required_shaft_clearance_mm:g}",
          status(result.shaft_ok)],
+        ["Tip depth in body", _shallowest(result.tip_depth_in_body_mm), "mm", "> 0", status(result.tips_ok)],
         ["Body in zone", result.body_in_zone_ml, "mL", "", ""],
         ["Zone outside body", None if share is None else 100.0 * share, "%", "", ""],
     ]
+
+
+def _shallowest(depths: Optional[List[Optional[float]]]) -> Optional[float]:
+    """The shallowest tip's depth in the body (None when unknown, or a tip outside the image)."""
+    if not depths or any(depth is None for depth in depths):
+        return None
+    return min(depths)
