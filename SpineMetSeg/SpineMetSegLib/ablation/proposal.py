@@ -146,13 +146,14 @@ class _Search:
             centre = centre + (farthest - centre) / (iteration + 1)
         return self.centroid + (centre * scale) @ basis
 
-    def refine(self, device: AblationDevice, direction: np.ndarray, centre: np.ndarray, canal: np.ndarray):
+    def refine(self, device: AblationDevice, direction: np.ndarray, centre: np.ndarray, canal: np.ndarray,
+               evaluations: int):
         def negative_slack(candidate):
             return -self.slack(Zone.from_centre(device, candidate, direction), canal)
 
         simplex = np.vstack([centre, centre + np.eye(3) * REFINEMENT_STEP_MM])
         found = minimize(negative_slack, centre, method="Nelder-Mead",
-                         options={"maxfev": REFINEMENT_EVALUATIONS, "initial_simplex": simplex, "xatol": 0.05,
+                         options={"maxfev": evaluations, "initial_simplex": simplex, "xatol": 0.05,
                                   "fatol": 0.01})
         return np.asarray(found.x), -float(found.fun)
 
@@ -168,8 +169,14 @@ def propose(
     cone_axis_ras: Sequence[float] = ANTERIOR_RAS,
     cone_half_angle_deg: float = DEFAULT_CONE_HALF_ANGLE_DEG,
     progress: Optional[Callable[[str, float, str], None]] = None,
+    refined_directions: int = REFINED_DIRECTIONS,
+    refinement_evaluations: int = REFINEMENT_EVALUATIONS,
 ) -> Proposal:
-    """The smallest device and a placement meeting the limits, or the best placement found (see the docstring)."""
+    """The smallest device and a placement meeting the limits, or the best placement found (see the docstring).
+
+    ``refined_directions`` and ``refinement_evaluations`` set the search effort (benchmarks/plan_speed.py compares
+    the defaults with a denser search).
+    """
     if not devices:
         raise SpineMetSegError("The device table is empty: add at least one ablation device.")
     if not 0.0 <= cone_half_angle_deg <= 90.0:
@@ -191,8 +198,8 @@ def propose(
             starts.append((search.slack(Zone.from_centre(device, centre, direction), canal), direction, centre))
         starts.sort(key=lambda start: -start[0])
         device_best = None
-        for _, direction, centre in starts[:REFINED_DIRECTIONS]:
-            refined, slack = search.refine(device, direction, centre, canal)
+        for _, direction, centre in starts[:refined_directions]:
+            refined, slack = search.refine(device, direction, centre, canal, refinement_evaluations)
             if device_best is None or slack > device_best[0]:
                 device_best = (slack, device, Zone.from_centre(device, refined, direction))
         if best is None or device_best[0] > best[0]:

@@ -4,9 +4,9 @@ Usage::
 
     spinemetseg plan seg.nii.gz --lesion 1 --json plan.json --png plan.png            # propose a probe
     spinemetseg plan seg.nii.gz --lesion 1 --device generic-ellipsoid-20x15 \\
-        --tip 12,30,-40 --direction 0.3,1,0 --json plan.json                             # measure a given probe
+        --tip=12,30,-40 --direction=0.3,1,0 --json plan.json                             # measure a given probe
     spinemetseg plan seg.nii.gz --lesion 2 --device generic-ellipsoid-20x15 \\
-        --tip 5,30,-40 --direction 0.3,1,0 --tip -5,30,-40 --direction -0.3,1,0           # two probes (bipedicular)
+        --tip=5,30,-40 --direction=0.3,1,0 --tip=-5,30,-40 --direction=-0.3,1,0           # two probes (bipedicular)
     spinemetseg plan --list-devices
 
 SEG is a model output (1 metastasis, 2 vertebral body, 3 spinal canal) or any label map with those labels
@@ -57,7 +57,7 @@ def register(subcommands: argparse._SubParsersAction) -> None:
                         help="probe tip in RAS mm (repeat with --direction for several probes); write "
                         "--tip=-10,20,30 when it starts with a minus")
     parser.add_argument("--direction", type=_triple, action="append", metavar="R,A,S",
-                        help="probe direction, skin entry towards the tip")
+                        help="probe direction, skin entry towards the tip (--direction=-0.3,1,0 when negative)")
     parser.add_argument("--margin", type=float, default=DEFAULT_MARGIN_MM, metavar="MM",
                         help=f"margin the zone should keep around the lesion (default {DEFAULT_MARGIN_MM:g})")
     parser.add_argument("--canal-clearance", type=float, default=DEFAULT_CANAL_CLEARANCE_MM, metavar="MM",
