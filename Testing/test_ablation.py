@@ -366,3 +366,13 @@ def test_proposal_keeps_the_tip_inside_the_body():
     proposal = propose(phantom.anatomy(), 1, [entry], margin_mm=0.0)
     assert proposal.result.tip_depth_in_body_mm[0] > 0.0
     assert proposal.result.coverage == 1.0
+
+
+def test_a_map_of_lesions_alone_measures_coverage_and_leaves_anatomy_measures_empty():
+    phantom = Phantom()
+    phantom.ball(phantom.centre, 3.0)
+    result = evaluate_plan(phantom.anatomy(), 1, [Zone.from_centre(device(20, 20), phantom.centre, (0, 1, 0))])
+    assert result.coverage == 1.0 and result.margin_ok
+    assert (result.zone_to_canal_mm, result.body_in_zone_ml, result.zone_outside_body_share,
+            result.tip_depth_in_body_mm) == (None, None, None, None)
+    assert result.canal_ok is None and result.tips_ok is None and result.limits_met

@@ -48,8 +48,10 @@ class PlanAnatomy:
         self.lesions = renumber[self.lesions]
         self.lesion_count = count
         self.lesion_boxes = ndimage.find_objects(self.lesions)
+        body_label = np.isin(array, labels.body)
+        self._has_body = bool(body_label.any())
         # A lesion sits in (and in a model output replaced) the vertebral body: its voxels count as body.
-        self.body = np.isin(array, labels.body) | (self.lesions > 0)
+        self.body = body_label | (self.lesions > 0)
         self.canal = np.isin(array, labels.canal)
         self._canal_points = None
         self._body_depth = None
@@ -136,7 +138,8 @@ class PlanAnatomy:
 
     @property
     def has_body(self) -> bool:
-        return bool(self.body.any())
+        """Whether the map holds vertebral-body labels (lesions alone do not make a body)."""
+        return self._has_body
 
     def body_depth(self, points_ras: np.ndarray) -> np.ndarray:
         """How deep (mm) each point lies inside the vertebral body: positive inside, negative outside.

@@ -12,8 +12,8 @@ For a lesion and zones (one per probe, combined as their union):
 - ``shaft_to_canal_mm``: the smallest distance from a canal voxel to a probe (tip and the line behind it);
 - ``tip_depth_in_body_mm``: for each probe, how deep its tip lies inside the vertebral body (negative: outside);
 - ``body_in_zone_ml``: vertebral body (lesions included) inside the zone; ``zone_outside_body_share``: the share of
-  the zone's voxels outside it; ``zone_leaves_image``: part of the zone lies outside the image (that part is not
-  counted);
+  the zone's voxels outside it (both None without vertebral-body labels); ``zone_leaves_image``: part of the zone
+  lies outside the image (that part is not counted);
 - ``limits``: ``margin_ok`` (margin >= the chosen margin), ``canal_ok`` (zone-to-canal >= the chosen clearance),
   ``shaft_ok`` (every probe's line passes the canal by at least the chosen shaft clearance), ``tips_ok`` (every
   tip inside the vertebral body).
@@ -58,7 +58,7 @@ class PlanResult:
     canal_location_ras: Optional[List[float]]
     shaft_to_canal_mm: Optional[float]
     tip_depth_in_body_mm: Optional[List[float]]
-    body_in_zone_ml: float
+    body_in_zone_ml: Optional[float]
     zone_outside_body_share: Optional[float]
     zone_voxels_ml: float
     zone_leaves_image: bool
@@ -177,11 +177,13 @@ def _zone_contents(anatomy: PlanAnatomy, union: ZoneUnion):
     box, _ = anatomy.index_box_of(low, high)
     leaves = not bool(anatomy.inside_image(union.surface_points()).all())
     if box is None:
-        return 0.0, None, 0.0, True
+        return (0.0 if anatomy.has_body else None), None, 0.0, True
     indices = np.indices(tuple(s.stop - s.start for s in box)).reshape(3, -1).T + np.array([s.start for s in box])
     inside = union.contains(anatomy.points_ras(indices))
     count = int(inside.sum())
     in_body = int(anatomy.body[tuple(indices[inside].T)].sum())
     voxel_ml = anatomy.grid.voxel_volume_ml
+    if not anatomy.has_body:
+        return None, None, count * voxel_ml, leaves
     outside_share = None if count == 0 else 1.0 - in_body / count
     return in_body * voxel_ml, outside_share, count * voxel_ml, leaves

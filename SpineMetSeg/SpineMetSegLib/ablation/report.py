@@ -92,8 +92,11 @@ def summary_lines(result: PlanResult) -> List[str]:
         depths = ", ".join("outside the image" if d is None else f"{d:.1f}" for d in result.tip_depth_in_body_mm)
         lines.append(f"tip in body     {depths} mm deep" + mark(result.tips_ok))
     share = result.zone_outside_body_share
-    lines.append(f"body in zone    {result.body_in_zone_ml:6.2f} mL; zone outside the body "
-                 + ("-" if share is None else f"{100 * share:.0f} %"))
+    if result.body_in_zone_ml is None:
+        lines.append("body            no vertebral-body label in the map: not measured")
+    else:
+        lines.append(f"body in zone    {result.body_in_zone_ml:6.2f} mL; zone outside the body "
+                     + ("-" if share is None else f"{100 * share:.0f} %"))
     if result.zone_leaves_image:
         lines.append("the zone reaches past the image: the part outside is not counted")
     return lines
