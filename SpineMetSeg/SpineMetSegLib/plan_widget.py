@@ -11,7 +11,11 @@ only widgets. Qt and Slicer GUI calls that slicer-core cannot run were checked a
 ``qMRMLTableView.setMRMLTableNode`` (Libs/MRML/Widgets/qMRMLTableView.h line 78 in both),
 ``vtkSlicerMarkupsLogic.JumpSlicesToLocation`` (Modules/Loadable/Markups/Logic/vtkSlicerMarkupsLogic.h, v5.8.0
 line 125, v5.10.0 line 121), ``slicer.util.tryWithErrorDisplay`` (Base/Python/slicer/util.py, v5.8.0 line 3279,
-v5.10.0 line 3368).
+v5.10.0 line 3368). ``QComboBox.currentData`` read as a property and ``setItemData(..., qt.Qt.ToolTipRole)`` as
+Slicer's own scripted modules do (Modules/Scripted/ScreenCapture/ScreenCapture.py line 472 in both;
+Modules/Scripted/VectorToScalarVolume/VectorToScalarVolume.py, v5.8.0 line 142, v5.10.0 line 141);
+``ctk.ctkCollapsibleButton()`` built in code as in Modules/Scripted/CropVolumeSequence/CropVolumeSequence.py line 54
+(both versions); ``slicer.qMRMLTableView()`` is the class the .ui's lesion table already uses.
 """
 
 from __future__ import annotations
@@ -25,6 +29,7 @@ import slicer
 import vtk
 from slicer.i18n import tr as _
 
+from .ablation.device_table import load_devices
 from .ablation.limits import DEFAULT_CANAL_CLEARANCE_MM, DEFAULT_MARGIN_MM
 from .mrml import tables
 from .mrml.plan_nodes import BROKEN, PLAN_ATTRIBUTE
@@ -112,7 +117,7 @@ class PlanSection:
         self.exportJsonButton.clicked.connect(self.onExportJson)
         self.exportCsvButton.clicked.connect(lambda: panel.exportTable(self.plan.table_node if self.plan else None))
         panel.ui.lesionTableView.clicked.connect(self.onLesionRowClicked)
-        self.widget.contentsCollapsed.connect(self.onExpanded)
+        self._fillDevices()
 
     @staticmethod
     def _millimetres(value: float, tip: str):
@@ -123,26 +128,25 @@ class PlanSection:
         box.toolTip = tip
         return box
 
+    def _fillDevices(self) -> None:
+        """The device table (a JSON read: no SciPy needed), with each entry's sources as its tooltip."""
+        self.devices = []
+        with slicer.util.tryWithErrorDisplay(_("The ablation device table could not be read.")):
+            self.devices = load_devices()
+        for device in self.devices:
+            self.deviceComboBox.addItem(f"{device.name} ({device.zone_length_mm:g} x {device.zone_diameter_mm:g} mm)",
+                                        device.name)
+            self.deviceComboBox.setItemData(self.deviceComboBox.count - 1, "\n".join(
+                f"{key}: {text}" for key, text in device.sources.items()), qt.Qt.ToolTipRole)
+
     @property
     def logic(self):
         if self._logic is None:
             # Imported on first use: the planning core needs SciPy, which the panel may still have to install.
             from .mrml.ablation_logic import AblationPlanLogic
 
-            self._logic = AblationPlanLogic(self.panel.context)
-            self.deviceComboBox.blockSignals(True)
-            for device in self._logic.devices:
-                self.deviceComboBox.addItem(f"{device.name} ({device.zone_length_mm:g} x "
-                                            f"{device.zone_diameter_mm:g} mm)", device.name)
-                self.deviceComboBox.setItemData(self.deviceComboBox.count - 1, "\n".join(
-                    f"{key}: {text}" for key, text in device.sources.items()), qt.Qt.ToolTipRole)
-            self.deviceComboBox.blockSignals(False)
+            self._logic = AblationPlanLogic(self.panel.context, devices=self.devices or None)
         return self._logic
-
-    def onExpanded(self, collapsed: bool) -> None:
-        if not collapsed:
-            with slicer.util.tryWithErrorDisplay(_("The device table could not be read.")):
-                self.logic  # noqa: B018 - fills the device list on first use
 
     def segmentation(self):
         node = self.panel._parameterNode
