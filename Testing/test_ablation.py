@@ -86,6 +86,17 @@ def test_point_on_the_long_axis_is_nearest_to_two_off_axis_surface_points():
     assert zone.signed_distance(np.array([[1.0, 2.0 + 20.0, 3.0]]))[0] == pytest.approx(5.0, abs=1e-9)
 
 
+def test_pruned_extremes_equal_the_extremes_of_every_point():
+    rng = np.random.default_rng(2)
+    zone = Zone.from_centre(device(40, 22), (3.0, -4.0, 5.0), (0.2, 1.0, -0.4))
+    points = rng.uniform(-40, 40, (3000, 3))
+    every = zone.signed_distance(points)
+    assert zone.extreme_signed_distance(points) == every.min()
+    assert zone.extreme_signed_distance(points, largest=True) == every.max()
+    assert zone.extreme_signed_distance(points, bound=every.min() + 0.5) == every.min()
+    assert zone.extreme_signed_distance(points, bound=every.min() - 11.0) == math.inf
+
+
 def test_zone_centre_lies_behind_the_tip_by_the_devices_offset():
     zone = Zone.from_probe(device(30, 20, tip_to_centre=10.0), tip_ras=(0, 40, 0), direction_ras=(0, 2, 0))
     np.testing.assert_allclose(zone.centre, [0, 30, 0])

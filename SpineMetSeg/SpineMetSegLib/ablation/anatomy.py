@@ -31,6 +31,8 @@ from ..surface_distance import surface_mask
 from ..voxelgrid import VoxelGrid, box_origin, foreground_box
 
 LPS_TO_RAS = np.array([-1.0, -1.0, 1.0])
+# The body depth of a point is measured in a box this much larger than the points asked about.
+BODY_DEPTH_REACH_MM = 20.0
 
 
 class PlanAnatomy:
@@ -146,19 +148,32 @@ class PlanAnatomy:
 
         The body's surface is taken half a voxel beyond its outer voxel centres: a voxel centre's depth is its
         distance to the nearest voxel centre on the other side less half a (smallest) voxel spacing, interpolated
-        linearly in between. Exact at a face of an isotropic grid, within half a voxel elsewhere. Points outside
-        the image are outside the body (minus infinity).
+        linearly in between. Exact at a face of an isotropic grid, within half a voxel elsewhere. Depths are
+        measured in a box ``BODY_DEPTH_REACH_MM`` around the points, so larger ones read as that much. Points
+        outside the image are outside the body (minus infinity).
         """
-        if self._body_depth is None:
-            spacing = self.grid.array_spacing
-            half_voxel = float(spacing.min()) / 2.0
-            inside = ndimage.distance_transform_edt(self.body, sampling=spacing)
-            outside = ndimage.distance_transform_edt(~self.body, sampling=spacing)
-            depth = np.where(self.body, inside - half_voxel, half_voxel - outside)
-            self._body_depth = depth.astype(np.float32)
+        points_ras = np.asarray(points_ras, dtype=float).reshape(-1, 3)
         kji = self.continuous_indices(points_ras)
-        depth = ndimage.map_coordinates(self._body_depth, kji.T, order=1, mode="nearest")
-        return np.where(self.inside_image(points_ras), depth, -np.inf)
+        reach = np.ceil(BODY_DEPTH_REACH_MM / self.grid.array_spacing).astype(int) + 1
+        shape = np.array(self.grid.shape)
+        low = np.clip(np.floor(kji.min(axis=0)).astype(int) - reach, 0, shape - 1)
+        high = np.clip(np.ceil(kji.max(axis=0)).astype(int) + reach + 1, 1, shape)
+        if self._body_depth is None or np.any(low < self._body_depth[0]) or np.any(high > self._body_depth[1]):
+            if self._body_depth is not None:  # grow the box already measured, so it keeps serving earlier points
+                low, high = np.minimum(low, self._body_depth[0]), np.maximum(high, self._body_depth[1])
+            self._body_depth = (low, high, self._depth_map(tuple(slice(a, b) for a, b in zip(low, high))))
+        origin, _, depth = self._body_depth
+        return np.where(self.inside_image(points_ras), _trilinear(depth, kji - origin), -np.inf)
+
+    def _depth_map(self, box: Tuple[slice, ...]) -> np.ndarray:
+        spacing = self.grid.array_spacing
+        half_voxel = float(spacing.min()) / 2.0
+        body = self.body[box]
+        # One layer of the other kind around the box: depths beyond the box read as the distance to its border.
+        inner = (slice(1, -1),) * 3
+        inside = ndimage.distance_transform_edt(np.pad(body, 1, constant_values=False), sampling=spacing)[inner]
+        outside = ndimage.distance_transform_edt(np.pad(~body, 1, constant_values=False), sampling=spacing)[inner]
+        return np.where(body, inside - half_voxel, half_voxel - outside).astype(np.float32)
 
     def canal_points(self) -> np.ndarray:
         if self._canal_points is None:
@@ -201,6 +216,21 @@ class PlanAnatomy:
         if np.any(stop <= start):
             return None, True
         return tuple(slice(int(a), int(b)) for a, b in zip(start, stop)), clipped
+
+
+def _trilinear(volume: np.ndarray, kji: np.ndarray) -> np.ndarray:
+    """``volume`` at fractional indices (N, 3), linearly interpolated; indices clamped to the array."""
+    top = np.array(volume.shape) - 1
+    kji = np.clip(kji, 0, top)
+    low = np.minimum(np.floor(kji).astype(int), np.maximum(top - 1, 0))
+    weight = kji - low
+    result = np.zeros(len(kji))
+    for corner in np.ndindex(2, 2, 2):
+        offset = np.array(corner)
+        index = np.minimum(low + offset, top)
+        factor = np.prod(np.where(offset == 1, weight, 1.0 - weight), axis=1)
+        result += factor * volume[index[:, 0], index[:, 1], index[:, 2]]
+    return result
 
 
 def _widened(box: Tuple[slice, ...], shape: Sequence[int]) -> Tuple[slice, ...]:

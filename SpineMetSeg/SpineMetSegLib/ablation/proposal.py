@@ -121,9 +121,10 @@ class _Search:
 
     def slack(self, zone: Zone, canal: np.ndarray) -> float:
         self.evaluations += 1
-        value = float((-zone.signed_distance(self.points)).min()) - self.margin
+        value = -zone.extreme_signed_distance(self.points, largest=True) - self.margin
         if len(canal):
-            value = min(value, float(zone.signed_distance(canal).min()) - self.canal_clearance)
+            nearest = zone.extreme_signed_distance(canal, bound=value + self.canal_clearance)
+            value = min(value, nearest - self.canal_clearance)
             offsets = canal - zone.tip
             along = np.clip(offsets @ -zone.direction, 0.0, None)
             shaft = float(np.linalg.norm(offsets + np.outer(along, zone.direction), axis=1).min())
@@ -183,6 +184,10 @@ def propose(
         raise SpineMetSegError(f"The cone half-angle must be between 0 and 90 degrees, got {cone_half_angle_deg:g}.")
     anatomy.check_lesion(lesion)
     search = _Search(anatomy, lesion, margin_mm, canal_clearance_mm, shaft_clearance_mm)
+    if search.anatomy is not None:
+        # Measure the body's depth once over every place a tip can go, not box by box as the search moves.
+        reach = search.extent + max(max(d.zone_length_mm, d.tip_to_zone_centre_mm) for d in devices)
+        search.anatomy.body_depth(np.stack([search.centroid - reach, search.centroid + reach]))
     directions = cone_directions(cone_axis_ras, cone_half_angle_deg)
     ordered = sorted(devices, key=lambda device: (device.zone_volume_ml, device.name))
     best = None  # (slack, device, zone)
