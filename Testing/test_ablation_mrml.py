@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import zipfile
 
 import numpy as np
 import pytest
@@ -51,15 +52,20 @@ def context():
     return MRMLContext.standalone()
 
 
-@pytest.fixture
-def segmentation_node(context):
+def make_segmentation(context):
+    """A T1-like volume and the label map's segments on it; returns (volume node, segmentation node)."""
     image = label_map()
     volume = mrml_scene.add_volume_node(context.scene, sitk.Cast(image, sitk.sitkFloat32) * 300.0, "T1")
     node = context.scene.AddNewNodeByClass("vtkMRMLSegmentationNode", "result")
     array = sitk.GetArrayFromImage(image)
     segments.replace_segments(node, segments.segments_from_label_map(
         array, mrml_scene.ijk_to_ras_of_image(image), LABELS), volume)
-    return node
+    return volume, node
+
+
+@pytest.fixture
+def segmentation_node(context):
+    return make_segmentation(context)[1]
 
 
 def row(plan, measure):
@@ -171,6 +177,43 @@ def test_plan_is_restored_from_its_table_node(context, segmentation_node):
     assert (restored.lesion, restored.device.name, restored.margin_mm) == (1, "generic-ellipsoid-30x20", 4.0)
     assert restored.probe_nodes == [line] and restored.zone_nodes == plan.zone_nodes
     assert AblationPlanLogic(context).update(restored).margin_mm == pytest.approx(plan.result.margin_mm)
+
+
+def with_markups_storage(context):
+    """Register the Markups module logic on the scene, as Slicer does at start-up: it brings the markups storage
+    node (.mrk.json) a saved scene needs."""
+    markups_logic = slicer.vtkSlicerMarkupsLogic()
+    markups_logic.SetMRMLScene(context.scene)
+    context.markups_logic = markups_logic  # kept alive with the context
+    return context
+
+
+def test_plan_survives_a_saved_scene(tmp_path):
+    context = with_markups_storage(MRMLContext.standalone())
+    volume, node = make_segmentation(context)
+    logic = AblationPlanLogic(context, devices=[SPHERE_24])
+    plan = logic.create_plan(node, lesion=1, margin_mm=4.0)
+    logic.add_probe(plan, lesion_centre_ras() + [3, 6, 0], (0, 1, 0))
+    for saved in (volume, node, plan.table_node, *plan.probe_nodes, *plan.zone_nodes):
+        if saved.GetStorageNode() is None:
+            saved.AddDefaultStorageNode()
+    bundle = tmp_path / "plan.mrb"
+    assert context.scene.WriteToMRB(str(bundle))
+    # Slicer opens a .mrb through its application's cache folder; here the bundle is unpacked and its scene imported.
+    zipfile.ZipFile(bundle).extractall(tmp_path / "opened")
+    (scene_file,) = (tmp_path / "opened").rglob("*.mrml")
+    reopened = with_markups_storage(MRMLContext.standalone())
+    reopened.scene.SetURL(str(scene_file))
+    assert reopened.scene.Import()
+
+    plan_tables = [reopened.scene.GetNthNodeByClass(i, "vtkMRMLTableNode")
+                   for i in range(reopened.scene.GetNumberOfNodesByClass("vtkMRMLTableNode"))]
+    (table_node,) = [t for t in plan_tables if t.GetAttribute("SpineMetSeg.AblationPlan") == "1"]
+    restored_logic = AblationPlanLogic(reopened, devices=[SPHERE_24])
+    restored = restored_logic.plan_of(table_node)
+    assert (restored.lesion, restored.margin_mm, len(restored.probe_nodes)) == (1, 4.0, 1)
+    np.testing.assert_allclose(probe_of(restored.probe_nodes[0])[0], probe_of(plan.probe_nodes[0])[0], atol=1e-6)
+    assert restored_logic.update(restored).margin_mm == pytest.approx(plan.result.margin_mm, abs=1e-6)
 
 
 def test_a_plan_for_a_missing_lesion_leaves_the_scene_unchanged(context, segmentation_node):

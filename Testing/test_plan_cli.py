@@ -127,3 +127,15 @@ def test_output_that_is_the_input_is_refused_and_the_input_kept(segmentation, ca
     assert main(["plan", str(segmentation), "--lesion", "1", "--json", str(segmentation)]) == 2
     assert "is one of the inputs" in capsys.readouterr().err
     assert segmentation.read_bytes() == before
+
+
+def test_a_plan_that_cannot_be_written_leaves_no_picture_behind(segmentation, tmp_path, capsys):
+    blocked = tmp_path / "plan.json"
+    blocked.mkdir()  # a folder where the plan should go: the write fails
+    plan_png = tmp_path / "plan.png"
+    code = main(["plan", str(segmentation), "--lesion", "1", "--device", "generic-sphere-10", "--tip=-30,-20,30",
+                 "--direction", "0,1,0", "--json", str(blocked), "--png", str(plan_png)])
+    assert code == 2
+    assert "Cannot write" in capsys.readouterr().err
+    assert not plan_png.exists()
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["plan.json", "seg.nii.gz"]

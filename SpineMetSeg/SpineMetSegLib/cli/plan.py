@@ -128,14 +128,22 @@ def run(args: argparse.Namespace) -> int:
         print(line)
     print(report.PLANNING_NOTE)
     settings = {**limits, "cone_axis_ras": list(args.cone_axis), "cone_half_angle_deg": args.cone_angle}
-    if args.json:
-        document = report.plan_document(result, used, source=str(args.segmentation), proposal=proposal_dict,
-                                        settings=settings)
-        report.write_plan_json(document, args.json)
-        print(f"plan written to {args.json}")
+    # The picture first, the plan last: a failure leaves no new file behind (each write is atomic).
+    new_picture = bool(args.png) and not Path(args.png).exists()
     if args.png:
         report.plan_png(anatomy, args.lesion, ZoneUnion(zones), args.png, result=result, image=background,
                         title=f"{Path(args.segmentation).name}, lesion {args.lesion}, {used[0].name}")
+    if args.json:
+        document = report.plan_document(result, used, source=str(args.segmentation), proposal=proposal_dict,
+                                        settings=settings)
+        try:
+            report.write_plan_json(document, args.json)
+        except BaseException:
+            if new_picture:
+                Path(args.png).unlink(missing_ok=True)
+            raise
+        print(f"plan written to {args.json}")
+    if args.png:
         print(f"picture written to {args.png}")
     return 0
 
