@@ -30,7 +30,9 @@ class SpineMetSeg(ScriptedLoadableModule):
         self.parent.contributors = ["SpineMetSeg developers"]
         self.parent.helpText = _(
             "Segments spinal metastases, vertebral bodies and the spinal canal in T1, T2 and STIR MRI, measures "
-            "each lesion for radiofrequency ablation planning, lets you correct the outline, and evaluates it "
+            "each lesion for radiofrequency ablation planning, places ablation probes and shows their zone's "
+            "coverage of a lesion and margin to the canal (planning support only), lets you correct the outline, "
+            "and evaluates it "
             "against a reference. The default model is trained on synthetic data only; review every result. "
             'See the <a href="{url}">user guide</a>.').format(url=README_URL)
         self.parent.acknowledgementText = _(

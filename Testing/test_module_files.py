@@ -20,7 +20,8 @@ import pytest
 
 MODULE = Path(__file__).resolve().parents[1] / "SpineMetSeg"
 UI_FILE = MODULE / "Resources" / "UI" / "SpineMetSeg.ui"
-QT_FILES = (MODULE / "SpineMetSeg.py", MODULE / "SpineMetSegLib" / "widget.py")
+QT_FILES = (MODULE / "SpineMetSeg.py", MODULE / "SpineMetSegLib" / "widget.py",
+            MODULE / "SpineMetSegLib" / "plan_widget.py")
 SLICER_PYTHON = (3, 9)
 
 # Widget classes a Slicer 5.x application can instantiate from a .ui file.

@@ -85,7 +85,7 @@ def test_core_imports_without_slicer_or_qt():
         "sys.modules['slicer'] = None; sys.modules['qt'] = None; sys.modules['ctk'] = None\n"
         "import SpineMetSegLib\n"
         "for info in pkgutil.walk_packages(SpineMetSegLib.__path__, 'SpineMetSegLib.'):\n"
-        "    if '.mrml' not in info.name and not info.name.endswith(('.widget', '__main__')):\n"
+        "    if '.mrml' not in info.name and not info.name.endswith(('.widget', '.plan_widget', '__main__')):\n"
         "        importlib.import_module(info.name)\n"
         "print('ok')\n"
     )
@@ -98,7 +98,7 @@ def test_command_line_help_lists_every_subcommand():
     result = subprocess.run([sys.executable, "-m", "SpineMetSegLib.cli", "--help"], capture_output=True, text=True,
                             timeout=60)
     assert result.returncode == 0, result.stderr
-    for command in ("demo", "segment", "evaluate", "lesions", "phantom", "models", "train"):
+    for command in ("demo", "segment", "evaluate", "lesions", "plan", "phantom", "models", "train"):
         assert re.search(rf"^\s+{command}\s", result.stdout, re.MULTILINE), command
 
 

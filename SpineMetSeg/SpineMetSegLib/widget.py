@@ -127,6 +127,7 @@ class SpineMetSegPanel(VTKObservationMixin):
 
         self._setupStaticWidgets()
         self._connect()
+        self._setupPlanSection()
         self.addObserver(slicer.mrmlScene, slicer.mrmlScene.StartCloseEvent, self.onSceneStartClose)
         self.addObserver(slicer.mrmlScene, slicer.mrmlScene.EndCloseEvent, self.onSceneEndClose)
         self.addObserver(slicer.mrmlScene, slicer.mrmlScene.NodeAddedEvent, self.onNodeAdded)
@@ -162,6 +163,14 @@ class SpineMetSegPanel(VTKObservationMixin):
             "The flags are measurements for information, not a treatment recommendation."))
         self._setupSegmentEditorNode()
 
+    def _setupPlanSection(self) -> None:
+        """The Plan section (built in code, see plan_widget.py), right after the Lesions section."""
+        from .plan_widget import PlanSection
+
+        self.plan_section = PlanSection(self)
+        layout = self.ui_widget.layout()
+        layout.insertWidget(layout.indexOf(self.ui.lesionsCollapsibleButton) + 1, self.plan_section.widget)
+
     def _setupSegmentEditorNode(self) -> None:
         """The embedded Segment Editor keeps its own editor node, so it does not disturb the Segment Editor module."""
         editor_node = slicer.mrmlScene.GetSingletonNode(SEGMENT_EDITOR_NODE_TAG, "vtkMRMLSegmentEditorNode")
@@ -192,6 +201,7 @@ class SpineMetSegPanel(VTKObservationMixin):
         self.ui.exportMetricsButton.clicked.connect(lambda: self.exportTable(self._parameterNode.metricsTable))
 
     def cleanup(self) -> None:
+        self.plan_section.cleanup()
         self.removeObservers()
         self._lesion_watcher.stop()
         self._poll_timer.stop()
@@ -593,6 +603,7 @@ class SpineMetSegPanel(VTKObservationMixin):
             table = self._lesion_watcher.update()
             if node.lesionTable is not table.table_node:
                 node.lesionTable = table.table_node
+        self.plan_section.onSegmentationEdited()
 
     def _selectedLesionCentre(self):
         table_node = self._parameterNode.lesionTable

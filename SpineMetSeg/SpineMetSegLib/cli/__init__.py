@@ -17,9 +17,9 @@ from typing import List, Optional
 
 from .. import __version__
 from ..errors import EXIT_CANCELLED, EXIT_USER_ERROR, CancelledError, SpineMetSegError
-from . import dataset, demo, evaluate, lesions, models, phantom, segment, train
+from . import dataset, demo, evaluate, lesions, models, phantom, plan, segment, train
 
-SUBCOMMANDS = (demo, segment, evaluate, lesions, phantom, dataset, models, train)
+SUBCOMMANDS = (demo, segment, evaluate, lesions, plan, phantom, dataset, models, train)
 
 
 def build_parser() -> argparse.ArgumentParser:
