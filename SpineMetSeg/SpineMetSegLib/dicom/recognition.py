@@ -98,7 +98,9 @@ class SeriesChoice:
                 best = self.chosen[kind]
                 lines.append(f"{kind.upper()}: {best.series.label} ({best.confidence:.2f}): {best.reason}")
                 for other in self.alternatives.get(kind, []):
-                    lines.append(f"  also {kind.upper()}: {other.series.label} ({other.confidence:.2f}): {other.reason}")
+                    lines.append(
+                        f"  also {kind.upper()}: {other.series.label} ({other.confidence:.2f}): {other.reason}"
+                    )
             else:
                 lines.append(f"{kind.upper()}: none")
         lines.extend(f"set aside: {series.label}: {why}" for series, why in self.rejected)
