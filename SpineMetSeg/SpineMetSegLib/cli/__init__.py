@@ -17,9 +17,9 @@ from typing import List, Optional
 
 from .. import __version__
 from ..errors import EXIT_CANCELLED, EXIT_USER_ERROR, CancelledError, SpineMetSegError
-from . import demo, evaluate, lesions, models, phantom, segment, train
+from . import batch, batch_merge, demo, evaluate, lesions, models, phantom, segment, train
 
-SUBCOMMANDS = (demo, segment, evaluate, lesions, phantom, models, train)
+SUBCOMMANDS = (demo, segment, evaluate, lesions, phantom, models, train, batch, batch_merge)
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -18,8 +18,9 @@ What decides, in this order:
    ``t2_tirm_sag``, ``Sag STIR``...).
 
 Confidence: tags and name agree 0.95; tags alone 0.8; the name alone (timing tags missing) 0.6; tags and name
-disagree 0.4 (the tags win; the reason says so). Among several series of one kind the most confident wins, then
-the one with more slices, then the later series (a repeat after motion usually replaces the first).
+disagree 0.4 (the tags win; the reason says so); 0.1 less for a fat-suppressed T2 standing in for a STIR.
+Among several series of one kind the most confident wins, then the one with more slices, then the later series
+(a repeat after motion usually replaces the first).
 
 Usage::
 
@@ -52,6 +53,8 @@ CONFIDENCE_AGREE = 0.95
 CONFIDENCE_TAGS = 0.8
 CONFIDENCE_NAME = 0.6
 CONFIDENCE_DISAGREE = 0.4
+# A fat-suppressed T2 stands in for a STIR: chosen only when no true STIR (inversion recovery) is as sure.
+STAND_IN_PENALTY = 0.1
 
 _B, _E = r"(?<![a-z0-9])", r"(?![a-z0-9])"  # word edges where '_' and spaces both separate
 NAME_PATTERNS = (
@@ -149,13 +152,15 @@ def classify_series(series: Series) -> Tuple[Optional[Candidate], Optional[str]]
         return None, tag_reason
     name_kind = next((kind for kind, pattern in NAME_PATTERNS if pattern.search(name)), None)
     named = f"name '{series.description or series.protocol}'"
+    # A STIR recognised from a fat-suppressed T2 rather than from a short inversion time.
+    penalty = STAND_IN_PENALTY if tag_kind == "stir" and not series.inversion_time else 0.0
     if tag_kind and name_kind == tag_kind:
-        return Candidate(series, tag_kind, CONFIDENCE_AGREE, f"{tag_reason}; {named} agrees"), None
+        return Candidate(series, tag_kind, CONFIDENCE_AGREE - penalty, f"{tag_reason}; {named} agrees"), None
     if tag_kind and name_kind:
-        return Candidate(series, tag_kind, CONFIDENCE_DISAGREE,
+        return Candidate(series, tag_kind, CONFIDENCE_DISAGREE - penalty,
                          f"{tag_reason}, but the {named} says {name_kind.upper()} (tags win)"), None
     if tag_kind:
-        return Candidate(series, tag_kind, CONFIDENCE_TAGS, tag_reason), None
+        return Candidate(series, tag_kind, CONFIDENCE_TAGS - penalty, tag_reason), None
     if name_kind:
         return Candidate(series, name_kind, CONFIDENCE_NAME, f"{named} ({tag_reason})"), None
     return None, f"weighting not recognised ({tag_reason}; no T1/T2/STIR in the name)"

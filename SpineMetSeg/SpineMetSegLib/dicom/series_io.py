@@ -92,9 +92,11 @@ def write_series(
     series_number: int,
     tags: Optional[Mapping[str, Any]] = None,
     series_uid: Optional[str] = None,
+    prefix: str = "IM",
 ) -> List[Path]:
     """Write ``image`` as one MR series into ``folder`` (one file per slice), with ``tags`` (keyword: value) on
-    every slice; returns the files. Voxels are stored as unsigned 16-bit integers (rounded, clipped at 0)."""
+    every slice; returns the files, named ``<prefix><slice number>.dcm``. Voxels are stored as unsigned 16-bit
+    integers (rounded, clipped at 0)."""
     require_pydicom()
     from pydicom.dataset import Dataset, FileMetaDataset
     from pydicom.uid import generate_uid
@@ -148,7 +150,7 @@ def write_series(
         for keyword, value in (tags or {}).items():
             setattr(dataset, keyword, value)
         dataset.PixelData = np.ascontiguousarray(voxels[k]).tobytes()
-        path = folder / f"IM{k + 1:04d}.dcm"
+        path = folder / f"{prefix}{k + 1:04d}.dcm"
         dataset.save_as(str(path), enforce_file_format=True)
         files.append(path)
     return files
