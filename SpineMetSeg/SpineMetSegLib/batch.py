@@ -151,7 +151,8 @@ def segment_case(case: CaseInput, folder: Path, card: Any, model: Any, *, device
         )
     timings: Dict[str, float] = {}
     started = time.perf_counter()
-    images = {name: _read_input(case.inputs[name], name) for name in order}
+    sources = {name: _as_series(case.inputs[name]) for name in order}
+    images = {name: _read_input(sources[name], name) for name in order}
     timings["read"] = time.perf_counter() - started
     result = inference.segment_images(images, card, model, device=device, tta=tta,
                                       mixed_precision=mixed_precision, threads=threads)
@@ -166,7 +167,7 @@ def segment_case(case: CaseInput, folder: Path, card: Any, model: Any, *, device
         outputs = [LABELS_FILE, LESIONS_FILE]
         seg_note = None
         if dicom_seg:
-            first = case.inputs[order[0]]
+            first = sources[order[0]]
             if _is_series(first):
                 from .dicom.seg import write_dicom_seg
 
@@ -198,6 +199,19 @@ def segment_case(case: CaseInput, folder: Path, card: Any, model: Any, *, device
     finally:
         shutil.rmtree(staging, ignore_errors=True)
     return facts
+
+
+def _as_series(source: Any) -> Any:
+    """A DICOM series folder (from a manifest) as its ``Series``, so a DICOM SEG can reference it; when pydicom is
+    not installed the folder stays a path (read as ``segment`` reads it)."""
+    if _is_series(source) or not Path(source).is_dir():
+        return source
+    from .dicom import headers
+
+    try:
+        return headers.scan_series_folder(source)
+    except SpineMetSegError:
+        return source  # no pydicom, or not DICOM: reading the folder says what is wrong
 
 
 def _read_input(source: Any, name: str) -> Any:
