@@ -241,3 +241,41 @@ def test_a_missing_input_file_fails_its_case_only(tmp_path):
     report = batch.run_batch(cases, tmp_path / "out", card, ThresholdNet(in_channels=3), device="cpu")
     assert report.done == ["case1"]
     assert report.failed[0][0] == "case0" and "does not exist" in report.failed[0][1]
+
+
+def test_sigterm_stops_after_cleaning_the_current_case_and_keeps_finished_ones(tmp_path):
+    import signal
+    import subprocess
+    import sys
+
+    from SpineMetSegLib.errors import EXIT_CANCELLED
+    from SpineMetSegLib.progress import parse_progress
+
+    imageio.write_image(mri_like((40, 48, 10), spacing=(0.9, 0.8, 3.0)), tmp_path / "small.nii.gz")
+    imageio.write_image(mri_like((64, 192, 192), spacing=(3.0, 1.0, 1.0)), tmp_path / "big.nrrd", compress=False)
+    (tmp_path / "cohort.csv").write_text("case,t1\nsmall,small.nii.gz\nbig,big.nrrd\n")
+    card = make_card(patch_size=[32, 32])
+    (tmp_path / "card.json").write_text(json.dumps(card))
+    weights.save_state_dict(seeded_network(card).state_dict(), tmp_path / "w.safetensors")
+    out = tmp_path / "out"
+    command = [sys.executable, "-c", "import sys; from SpineMetSegLib.cli import main; sys.exit(main())", "batch",
+               str(tmp_path / "cohort.csv"), "--output", str(out), "--device", "cpu", "--threads", "1",
+               "--weights", str(tmp_path / "w.safetensors"), "--card", str(tmp_path / "card.json")]
+    process = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        for line in process.stdout:
+            report = parse_progress(line)
+            if report is not None and report.stage == "batch" and report.message.startswith("case 2/2"):
+                break
+        else:
+            pytest.fail(f"the batch never reached its second case: {process.stderr.read()}")
+        process.send_signal(signal.SIGTERM)
+        code = process.wait(timeout=60)
+    finally:
+        if process.poll() is None:
+            process.kill()
+    assert code == EXIT_CANCELLED
+    assert "the case in progress was removed" in process.stderr.read()
+    assert sorted(p.name for p in (out / "cases").iterdir()) == ["small"]
+    assert batch.verified_case(out / "cases" / "small")
+    assert [row["case"] for row in read_csv(out / "cases.csv")] == ["small"]
