@@ -16,7 +16,7 @@ from __future__ import annotations
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable, Dict, List, Optional, Tuple
+from typing import Any, Callable, Dict, List, Optional, Sequence, Tuple
 
 import numpy as np
 
@@ -26,7 +26,7 @@ from . import require_pydicom
 # Orientation cosines are rounded before they are compared, so a series whose slices differ by
 # numerical noise still counts as one orientation.
 ORIENTATION_DECIMALS = 3
-# Image SOP classes whose slices make a volume: MR Image Storage and Enhanced MR is left out (multi-frame).
+# Only MR images count (a SEG, an RT structure set or a CT in the same export is passed over).
 IMAGE_MODALITIES = ("MR",)
 NOT_SCANNED = ("DICOMDIR",)
 
@@ -126,26 +126,7 @@ def scan_studies(folder: os.PathLike, on_file: Optional[Callable[[int], None]] =
         looked_at += 1
         if on_file and looked_at % 100 == 0:
             on_file(looked_at)
-        dataset = _read_header(pydicom, path)
-        if dataset is None:
-            continue
-        series_uid = str(dataset.SeriesInstanceUID)
-        series = series_by_uid.get(series_uid)
-        if series is None:
-            study_uid = str(dataset.StudyInstanceUID)
-            study = studies.setdefault(
-                study_uid,
-                Study(study_uid, _text(dataset, "PatientID"), _text(dataset, "StudyDate"),
-                      _text(dataset, "StudyDescription")),
-            )
-            series = _series_of(dataset)
-            series_by_uid[series_uid] = series
-            study.series.append(series)
-        orientation = tuple(round(float(v), ORIENTATION_DECIMALS) for v in dataset.get("ImageOrientationPatient", []))
-        if orientation not in series.orientations:
-            series.orientations = series.orientations + (orientation,)
-        series.files.append(path)
-        series.positions.append(tuple(float(v) for v in dataset.get("ImagePositionPatient", (0.0, 0.0, 0.0))))
+        _add_file(pydicom, path, studies, series_by_uid)
     if not studies:
         raise ImageError(
             f"No DICOM MR image under {root} ({looked_at} files looked at). Choose the folder of a DICOM export."
@@ -153,6 +134,40 @@ def scan_studies(folder: os.PathLike, on_file: Optional[Callable[[int], None]] =
     for study in studies.values():
         study.series.sort(key=lambda s: (s.number if s.number is not None else 1 << 30, s.uid))
     return dict(sorted(studies.items()))
+
+
+def series_from_files(files: Sequence[os.PathLike]) -> List[Series]:
+    """The MR series the given files make up (files that are not DICOM MR images are passed over)."""
+    pydicom = require_pydicom()
+    studies: Dict[str, Study] = {}
+    series_by_uid: Dict[str, Series] = {}
+    for path in files:
+        _add_file(pydicom, Path(path), studies, series_by_uid)
+    return list(series_by_uid.values())
+
+
+def _add_file(pydicom: Any, path: Path, studies: Dict[str, Study], series_by_uid: Dict[str, Series]) -> None:
+    """Add the file at ``path`` to its series (and the series to its study), when it is a DICOM MR image."""
+    dataset = _read_header(pydicom, path)
+    if dataset is None:
+        return
+    series_uid = str(dataset.SeriesInstanceUID)
+    series = series_by_uid.get(series_uid)
+    if series is None:
+        study_uid = str(dataset.StudyInstanceUID)
+        study = studies.setdefault(
+            study_uid,
+            Study(study_uid, _text(dataset, "PatientID"), _text(dataset, "StudyDate"),
+                  _text(dataset, "StudyDescription")),
+        )
+        series = _series_of(dataset)
+        series_by_uid[series_uid] = series
+        study.series.append(series)
+    orientation = tuple(round(float(v), ORIENTATION_DECIMALS) for v in dataset.get("ImageOrientationPatient", []))
+    if orientation not in series.orientations:
+        series.orientations = series.orientations + (orientation,)
+    series.files.append(path)
+    series.positions.append(tuple(float(v) for v in dataset.get("ImagePositionPatient", (0.0, 0.0, 0.0))))
 
 
 def scan_series_folder(folder: os.PathLike) -> Series:
