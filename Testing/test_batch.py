@@ -279,3 +279,13 @@ def test_sigterm_stops_after_cleaning_the_current_case_and_keeps_finished_ones(t
     assert sorted(p.name for p in (out / "cases").iterdir()) == ["small"]
     assert batch.verified_case(out / "cases" / "small")
     assert [row["case"] for row in read_csv(out / "cases.csv")] == ["small"]
+
+
+def test_an_output_that_is_a_file_is_an_error_with_exit_2(tmp_path, capsys):
+    nifti_cohort(tmp_path, 1)
+    model = write_model(tmp_path)
+    (tmp_path / "taken").write_text("a file")
+    code = main(["batch", str(tmp_path / "cohort.csv"), "--output", str(tmp_path / "taken"), *model])
+    assert code == 2
+    assert "Cannot use" in capsys.readouterr().err
+    assert (tmp_path / "taken").read_text() == "a file"

@@ -97,7 +97,10 @@ def run_batch(
     far, and propagates. ``bar`` (standard error by default) gets a line per case with elapsed and remaining time.
     """
     root = Path(output)
-    (root / CASES_FOLDER).mkdir(parents=True, exist_ok=True)
+    try:
+        (root / CASES_FOLDER).mkdir(parents=True, exist_ok=True)
+    except OSError as error:
+        raise SpineMetSegError(f"Cannot use {root} as the output folder: {error.strerror or error}.") from None
     report = BatchReport()
     started = time.perf_counter()
     bar = bar or sys.stderr
