@@ -350,18 +350,22 @@ def _summary_png(case_rows: List[Dict[str, Any]], lesion_rows: List[Dict[str, An
     figure = Figure(figsize=(10.0, 3.6), dpi=SUMMARY_DPI)
     counts = figure.add_subplot(1, 2, 1)
     done = [row for row in case_rows if row["status"] == "done"]
-    counts.hist([row["lesions"] for row in done], bins=range(0, max([row["lesions"] for row in done] + [1]) + 2),
-                color="#0072B2", edgecolor="white", align="left")
+    per_case = [int(row["lesions"]) for row in done]
+    cases_with = [per_case.count(n) for n in range(max(per_case + [1]) + 1)]
+    counts.bar(range(len(cases_with)), cases_with, color="#0072B2", edgecolor="white")
+    counts.set_xticks(range(len(cases_with)))
+    counts.yaxis.get_major_locator().set_params(integer=True)
     counts.set_xlabel("lesions per case")
     counts.set_ylabel("cases")
-    counts.set_title(f"{len(done)} cases done, {len(case_rows) - len(done)} failed", fontsize=9)
+    counts.set_title(f"{len(done)} case(s) done, {len(case_rows) - len(done)} failed", fontsize=9)
     sizes = figure.add_subplot(1, 2, 2)
     volumes = [float(row["volume_ml"]) for row in lesion_rows]
     if volumes:
         sizes.hist(volumes, bins=min(30, max(5, len(volumes) // 2)), color="#D55E00", edgecolor="white")
     sizes.set_xlabel("lesion volume (mL)")
     sizes.set_ylabel("lesions")
-    sizes.set_title(f"{len(volumes)} lesions", fontsize=9)
+    sizes.yaxis.get_major_locator().set_params(integer=True)
+    sizes.set_title(f"{len(volumes)} lesion(s)", fontsize=9)
     figure.tight_layout()
     with atomic_path(path) as temporary:
         figure.savefig(temporary, format="png")

@@ -94,6 +94,6 @@ def run(args: argparse.Namespace) -> int:
           f"in {report.seconds:.1f} s")
     for name, error in report.failed:
         print(f"failed: {name}: {error}")
-    print(f"wrote {Path(args.output) / batch.COHORT_LESIONS}, {batch.CASES_TABLE}, {batch.SUMMARY_JSON}, "
-          f"{batch.SUMMARY_PNG}")
+    print(f"wrote {Path(args.output) / batch.COHORT_LESIONS}, {batch.CASES_TABLE}, {batch.FAILURES_TABLE}, "
+          f"{batch.SUMMARY_JSON}, {batch.SUMMARY_PNG}")
     return EXIT_CASES_FAILED if report.failed else 0

@@ -31,6 +31,6 @@ def run(args: argparse.Namespace) -> int:
 
     summary = batch.merge(args.folders, args.output)
     print(f"cases done: {summary['cases_done']}, failed: {summary['cases_failed']}, lesions: {summary['lesions']}")
-    print(f"wrote {Path(args.output) / batch.COHORT_LESIONS}, {batch.CASES_TABLE}, {batch.SUMMARY_JSON}, "
-          f"{batch.SUMMARY_PNG}")
+    print(f"wrote {Path(args.output) / batch.COHORT_LESIONS}, {batch.CASES_TABLE}, {batch.FAILURES_TABLE}, "
+          f"{batch.SUMMARY_JSON}, {batch.SUMMARY_PNG}")
     return 1 if summary["cases_failed"] else 0
