@@ -305,17 +305,27 @@ class SpineMetSegPanel(VTKObservationMixin):
             qt.QTimer.singleShot(0, self.fillInputsFromNames)
 
     def fillInputsFromNames(self) -> None:
-        """Fill empty sequence selectors from volume names ("sag T1", "t2_tirm" -> STIR, ...)."""
+        """Fill empty sequence selectors: volumes loaded from DICOM by their tags, others by name ("sag T1", ...)."""
         node = self._parameterNode
         if node is None:
             return
-        matched = match_volume_nodes(slicer.mrmlScene)
+        matched = match_volume_nodes(slicer.mrmlScene, file_for_instance=self._dicomFileLookup())
         chosen = {n.GetID() for n in (node.t1Volume, node.t2Volume, node.stirVolume) if n is not None}
         for key, attribute in (("t1", "t1Volume"), ("t2", "t2Volume"), ("stir", "stirVolume")):
             candidate = matched.get(key)
             if getattr(node, attribute) is None and candidate is not None and candidate.GetID() not in chosen:
                 setattr(node, attribute, candidate)
                 chosen.add(candidate.GetID())
+
+    @staticmethod
+    def _dicomFileLookup():
+        """The DICOM database's SOP instance UID -> file lookup, or None when no database is open.
+
+        ``slicer.dicomDatabase.isOpen`` and ``fileForInstance(uid)`` are how DICOMLib finds a loaded instance's
+        file (Modules/Scripted/DICOMLib/DICOMUtils.py lines 278 and 282 at v5.8.0, 277 and 281 at v5.10.0).
+        """
+        database = getattr(slicer, "dicomDatabase", None)
+        return database.fileForInstance if database is not None and database.isOpen else None
 
     # --- environment: models, device, dependencies ---------------------------------------------------------
 

@@ -17,9 +17,9 @@ from typing import List, Optional
 
 from .. import __version__
 from ..errors import EXIT_CANCELLED, EXIT_USER_ERROR, CancelledError, SpineMetSegError
-from . import dataset, demo, evaluate, lesions, models, phantom, plan, segment, train
+from . import batch, batch_merge, dataset, demo, evaluate, lesions, models, phantom, plan, segment, train
 
-SUBCOMMANDS = (demo, segment, evaluate, lesions, plan, phantom, dataset, models, train)
+SUBCOMMANDS = (demo, segment, evaluate, lesions, plan, phantom, dataset, models, train, batch, batch_merge)
 
 
 def build_parser() -> argparse.ArgumentParser:
