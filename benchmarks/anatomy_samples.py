@@ -109,19 +109,27 @@ def timing(folders: List[str], repeats: int) -> None:
     sampler = AnatomySampler(folders[:4], card)
     for i in range(len(sampler.cases)):  # tissue clusters are computed once per scan, as in training
         sampler.sample(i, case_index=i)
-    anatomy, phantom = [], []
+    anatomy, phantom, drawing = [], [], []
     for i in range(repeats):
+        case = sampler.cases[i % len(sampler.cases)]
+        missing = [s for s in SEQUENCES if s not in case.sequences]
+        started = time.perf_counter()
+        generate_anatomy_case(case, 1000 + i, generate=missing, classes=sampler._classes_of(case))
+        drawing.append(time.perf_counter() - started)
         started = time.perf_counter()
         sampler.sample(1000 + i)
         anatomy.append(time.perf_counter() - started)
         started = time.perf_counter()
         synthetic_case(1000 + i, "standard", card)
         phantom.append(time.perf_counter() - started)
-    a, p = float(np.median(anatomy)), float(np.median(phantom))
+    a, p, d = float(np.median(anatomy)), float(np.median(phantom)), float(np.median(drawing))
     print(f"| training sample (one thread, median of {repeats}) | seconds | ratio to phantom |")
     print("|---|---|---|")
     print(f"| phantom case (baseline: synthetic_case) | {p:.3f} | 1.00 |")
-    print(f"| real anatomy (AnatomySampler.sample: draw, convert, preprocess, slice) | {a:.3f} | {a / p:.2f} |")
+    print(f"| real anatomy, drawing only (generate_anatomy_case: lesions, look-alikes, missing sequences) | {d:.3f} "
+          f"| {d / p:.2f} |")
+    print(f"| real anatomy, whole sample (AnatomySampler.sample: draw, convert, preprocess, slice) | {a:.3f} | "
+          f"{a / p:.2f} |")
 
 
 def main(argv: Optional[List[str]] = None) -> int:
