@@ -281,7 +281,7 @@ def test_the_embedded_default_resolves_without_any_network(home, monkeypatch):
     monkeypatch.setattr(socket.socket, "connect", no_network)
     card = catalog.default_card()
     path = download.download_model(card)
-    assert path == catalog.MODELS_RESOURCE_DIR / "spinemetseg-default-1.2.0.safetensors"
+    assert path == catalog.MODELS_RESOURCE_DIR / "spinemetseg-default-2.0.0.safetensors"
     assert catalog.model_file(card, download=True) == path
     assert files_in(home) == set()
 

@@ -83,7 +83,7 @@ def user_model(tmp_path):
 def test_list_shows_every_model_its_sequences_size_and_status(home, capsys, offline):
     code, out, _ = run(capsys, "list")
     assert code == 0
-    assert rows(out) == {("spinemetseg-default", "1.2.0"): (True, "embedded"),
+    assert rows(out) == {("spinemetseg-default", "2.0.0"): (True, "embedded"),
                          ("remote-model", "1.0.0"): (True, "not downloaded"),
                          ("remote-model", "0.9.0"): (False, "not downloaded")}
     assert "t1,t2,stir" in out and "0.1 MB" in out
@@ -99,7 +99,7 @@ def test_list_as_json_for_programs(home, capsys):
 def test_path_of_the_embedded_default(home, capsys, offline):
     code, out, _ = run(capsys, "path")
     assert code == 0
-    assert Path(out.strip()) == catalog.MODELS_RESOURCE_DIR / "spinemetseg-default-1.2.0.safetensors"
+    assert Path(out.strip()) == catalog.MODELS_RESOURCE_DIR / "spinemetseg-default-2.0.0.safetensors"
 
 
 def test_path_of_a_model_not_downloaded_fails_and_says_what_to_do(home, capsys, offline):
