@@ -25,8 +25,8 @@ from typing import Optional, Tuple, Union
 import numpy as np
 import SimpleITK as sitk
 
-from .atomicfile import atomic_path
-from .errors import GeometryError, ImageError
+from .atomicfile import FileJob, free_space_hint, write_files
+from .errors import GeometryError, ImageError, SpineMetSegError
 
 PathLike = Union[str, os.PathLike]
 
@@ -231,19 +231,66 @@ def check_intensity_image(image: sitk.Image, name: str = "image") -> None:
 
 
 def write_image(image: sitk.Image, path: PathLike, *, compress: bool = True) -> Path:
-    """Write ``image`` to ``path`` (.nii, .nii.gz, .nrrd, .mha, .mhd) atomically and return the path.
+    """Write ``image`` to ``path`` (.nii, .nii.gz, .nrrd, .mha, .mhd) and return the path, once verified.
 
-    The image goes to a temporary file beside the target first, then replaces it in one step, so a failure
-    never leaves a partial file and never destroys a file that was there (``SpineMetSegError`` for a
-    folder that cannot be written).
+    The image goes to a staging folder beside the target, is read back and compared voxel for voxel (a full
+    decode of a compressed stream), and only then replaces the target, so a failure (a full disk, no
+    permission) never leaves a partial file and never destroys a file that was there: ``SpineMetSegError``.
+    ``.mhd`` and its ``.raw`` land together.
     """
+    write_files([image_job(image, path, compress=compress)])
+    return Path(path)
+
+
+def image_job(image: sitk.Image, path: PathLike, *, compress: bool = True) -> FileJob:
+    """The ``FileJob`` that writes ``image`` to ``path`` and verifies it (for ``atomicfile.write_files``)."""
     path = Path(path)
-    suffix = suffix_of(path)
-    if suffix not in WRITABLE_SUFFIXES:
-        raise ImageError(f"Cannot write {path}: the suffix must be one of {', '.join(WRITABLE_SUFFIXES)}.")
-    with atomic_path(path) as temporary:
-        sitk.WriteImage(image, str(temporary), compress and suffix != ".mhd")
-    return path
+    check_writable_suffix(path)
+    return FileJob(
+        path,
+        write=lambda staged: _write_staged(image, staged, path, compress and suffix_of(path) != ".mhd"),
+        verify=lambda staged: verify_written_image(image, staged, path),
+        # MetaImage names its .raw after the header, so it is staged under its final name; the NIfTI library
+        # rewrites some names (a.nii.gz.nii.gz -> a.nii.gz), so the others are staged under a plain one.
+        staged_name=path.name if suffix_of(path) == ".mhd" else "image" + suffix_of(path),
+    )
+
+
+def check_writable_suffix(path: PathLike, what: str = "") -> None:
+    """Raise ``ImageError`` unless ``path`` ends with a suffix ``write_image`` writes."""
+    if suffix_of(path) not in WRITABLE_SUFFIXES:
+        named = f"{what} " if what else ""
+        raise ImageError(f"Cannot write {named}{path}: the suffix must be one of {', '.join(WRITABLE_SUFFIXES)}.")
+
+
+def _write_staged(image: sitk.Image, staged: Path, target: Path, compress: bool) -> None:
+    try:
+        sitk.WriteImage(image, str(staged), compress)
+    except RuntimeError as error:
+        detail = str(error).strip().splitlines()[-1] if str(error).strip() else ""
+        raise SpineMetSegError(
+            f"Cannot write {target}: the image writer failed ({detail.strip()}). {free_space_hint(target)}"
+        ) from None
+
+
+def verify_written_image(image: sitk.Image, staged: Path, target: Path) -> None:
+    """Raise ``SpineMetSegError`` unless the file at ``staged`` reads back as ``image`` (voxels and geometry).
+
+    ITK's writers can report success on a full disk and leave a short or empty file; reading it back is the
+    only check that cannot be fooled.
+    """
+    problem = f"Cannot write {target}: the file on disk does not read back as written"
+    try:
+        back = sitk.ReadImage(str(staged))
+    except RuntimeError:
+        raise SpineMetSegError(f"{problem} (it is truncated or corrupt). {free_space_hint(target)}") from None
+    if back.GetSize() != image.GetSize() or not Geometry.of(back).matches(Geometry.of(image)):
+        raise SpineMetSegError(f"{problem} (its grid differs). {free_space_hint(target)}")
+    expected = sitk.GetArrayViewFromImage(image)
+    found = sitk.GetArrayViewFromImage(back)
+    floating = np.issubdtype(expected.dtype, np.floating)
+    if not np.array_equal(expected, found, equal_nan=floating):
+        raise SpineMetSegError(f"{problem} (its voxels differ). {free_space_hint(target)}")
 
 
 def resample_to(

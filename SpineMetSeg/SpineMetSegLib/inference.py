@@ -24,8 +24,6 @@ from __future__ import annotations
 import contextlib
 import itertools
 import math
-import os
-import tempfile
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -37,7 +35,7 @@ import torch
 from monai.inferers import sliding_window_inference
 
 from . import devices, imageio, preprocessing, regrid
-from .atomicfile import default_file_mode
+from .atomicfile import FileJob, write_files
 from .errors import ImageError, ModelError
 from .labels import ModelLabel
 from .network import downsampling_factor
@@ -216,34 +214,14 @@ def segment_files(
     result.timings = {"read": read_seconds, **result.timings}
     with _timed(result.timings, "write"):
         stages("write", 0.0, str(output))
-        writers: List[Tuple[Path, Callable[[Path], None]]] = [(Path(output), _image_writer(result.labels))]
+        jobs = [imageio.image_job(result.labels, output)]
         if probabilities_path is not None:
-            writers.append((Path(probabilities_path), _image_writer(result.probabilities)))
+            jobs.append(imageio.image_job(result.probabilities, probabilities_path))
         if lesions_csv is not None:
-            writers.append((Path(lesions_csv), _lesion_csv_writer(result.labels)))
-        write_together(writers)
+            jobs.append(FileJob(lesions_csv, _lesion_csv_writer(result.labels)))
+        write_files(jobs)
     stages("done", 1.0, f"{len(result.lesion_volumes_ml)} lesion(s)")
     return result
-
-
-def write_together(writers: Sequence[Tuple[Path, Callable[[Path], None]]]) -> None:
-    """Write several files so that either all appear or none: each to a temporary file, then replace."""
-    temporaries: List[Path] = []
-    try:
-        for target, write in writers:
-            target.parent.mkdir(parents=True, exist_ok=True)
-            handle, name = tempfile.mkstemp(prefix=".partial-", suffix=imageio.suffix_of(target), dir=target.parent)
-            os.close(handle)
-            temporaries.append(Path(name))
-            write(Path(name))
-        mode = default_file_mode()
-        for (target, _write), temporary in zip(writers, temporaries):
-            # Temporary files are private (0600); the result gets the permissions of any new file.
-            os.chmod(temporary, mode)
-            os.replace(temporary, target)
-    finally:
-        for temporary in temporaries:
-            temporary.unlink(missing_ok=True)
 
 
 @dataclass(frozen=True)
@@ -559,10 +537,6 @@ def _paste(region: np.ndarray, box: Tuple[slice, ...], reference: sitk.Image, dt
     image = sitk.GetImageFromArray(full)
     image.CopyInformation(reference)
     return image
-
-
-def _image_writer(image: sitk.Image) -> Callable[[Path], None]:
-    return lambda path: imageio.write_image(image, path)
 
 
 def _lesion_csv_writer(labels: sitk.Image) -> Callable[[Path], None]:
