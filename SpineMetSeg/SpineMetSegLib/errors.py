@@ -6,6 +6,7 @@ Every error the core raises for bad input, a bad model or a failed download deri
 """
 
 EXIT_USER_ERROR = 2
+EXIT_UNEXPECTED = 1  # a bug: the traceback is in a log file (see errorlog)
 EXIT_CANCELLED = 130
 
 

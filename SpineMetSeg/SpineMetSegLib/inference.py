@@ -36,9 +36,10 @@ from monai.inferers import sliding_window_inference
 
 from . import devices, imageio, preprocessing, regrid
 from .atomicfile import FileJob, write_files
-from .errors import ImageError, ModelError
+from .errors import ModelError
 from .labels import ModelLabel
 from .network import downsampling_factor
+from .outputpaths import check_paths
 from .postprocessing import card_options, clean_lesions
 from .progress import ProgressCallback, no_progress
 
@@ -188,11 +189,7 @@ def segment_files(
     temporary files beside the targets that replace them together, so a failure or a cancel leaves none.
     """
     stages = StageProgress(progress)
-    for target in (output, probabilities_path):
-        if target is not None and imageio.suffix_of(target) not in imageio.WRITABLE_SUFFIXES:
-            raise ImageError(
-                f"Cannot write {target}: the suffix must be one of {', '.join(imageio.WRITABLE_SUFFIXES)}."
-            )
+    check_output_paths(inputs, output, probabilities_path, lesions_csv)
     started = time.perf_counter()
     images = {}
     for index, (name, path) in enumerate(inputs.items()):
@@ -222,6 +219,26 @@ def segment_files(
         write_files(jobs)
     stages("done", 1.0, f"{len(result.lesion_volumes_ml)} lesion(s)")
     return result
+
+
+def check_output_paths(
+    inputs: Mapping[str, imageio.PathLike],
+    output: imageio.PathLike,
+    probabilities_path: Optional[imageio.PathLike] = None,
+    lesions_csv: Optional[imageio.PathLike] = None,
+    other_inputs: Optional[Mapping[str, Optional[imageio.PathLike]]] = None,
+) -> None:
+    """Refuse, before any work, outputs that are inputs or each other, folders, unwritable or of unknown type.
+
+    Paths are named as the command line names them (``--t1``, ``--input flair``, ``--output``, ...).
+    """
+    named_inputs = {(f"--{name}" if name in ("t1", "t2", "stir") else f"--input {name}"): path
+                    for name, path in inputs.items()}
+    check_paths(
+        {"--output": output, "--probabilities": probabilities_path, "--lesions-csv": lesions_csv},
+        {**named_inputs, **(other_inputs or {})},
+        suffixes={"--output": imageio.WRITABLE_SUFFIXES, "--probabilities": imageio.WRITABLE_SUFFIXES},
+    )
 
 
 @dataclass(frozen=True)

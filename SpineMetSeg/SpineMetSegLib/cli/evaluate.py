@@ -118,6 +118,13 @@ def run(args: argparse.Namespace) -> int:
         raise SpineMetSegError("Give both --reference-dir and --prediction-dir.")
     if args.reference_instances and (not args.label or len(args.label) != 1):
         raise SpineMetSegError("--reference-instances needs exactly one --label (the value to compare).")
+    from ..outputpaths import check_paths
+
+    check_paths(
+        {"--json": args.json, "--csv": args.csv, "--png": args.png},
+        {"--reference": args.reference, "--prediction": args.prediction, "--image": args.image,
+         "--reference-dir": args.reference_dir, "--prediction-dir": args.prediction_dir},
+    )
     return _run_pair(args) if pair else _run_cohort(args)
 
 

@@ -56,11 +56,11 @@ def register(subcommands: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    from ..outputpaths import check_output_folder
     from ..phantom import generate_case, write_case
 
     output = Path(args.output)
-    if output.exists() and not output.is_dir():
-        raise SpineMetSegError(f"The output {output} is a file; give a folder to write the case into.")
+    check_output_folder("--output", output)
     case = generate_case(args.seed, acquisition=args.acquisition, contrast=args.contrast)
     try:
         written = write_case(case, output, png=args.png)

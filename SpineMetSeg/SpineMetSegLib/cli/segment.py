@@ -68,6 +68,8 @@ def run(args: argparse.Namespace) -> int:
     from ..progress import ProgressReporter
 
     inputs = _inputs(args)
+    inference.check_output_paths(inputs, args.output, args.probabilities, args.lesions_csv,
+                                 {"--weights": args.weights, "--card": args.card})
     card, model = _model(args)
     card = with_min_lesion_probability(card, args.min_lesion_probability)
     result = inference.segment_files(
