@@ -36,6 +36,7 @@ from .errors import SpineMetSegError
 PathLike = Union[str, os.PathLike]
 Verifier = Callable[[Path], None]
 STAGING_PREFIX = ".partial-"
+NEARLY_FULL_BYTES = 64 * 1024 * 1024  # less free space than this is called a full disk in messages
 
 
 class StagedFile:
@@ -142,8 +143,13 @@ def free_space_hint(path: PathLike) -> str:
         free = shutil.disk_usage(folder).free
     except OSError:
         return "Check the free disk space."
-    return (f"{free / 1e6:.1f} MB is free there; the disk may be full. Free some space or choose another folder; "
-            "nothing was written and any earlier file there is unchanged.")
+    if free < NEARLY_FULL_BYTES:
+        state = f"the disk is full ({free / 1e6:.1f} MB free)"
+    else:
+        state = (f"the disk has {free / 1e6:.0f} MB free, so a quota or a file-size limit may be the cause, or the "
+                 "disk filled up while writing")
+    return (f"{state[0].upper()}{state[1:]}. Free some space or choose another folder; nothing was written and any "
+            "earlier file there is unchanged.")
 
 
 @contextlib.contextmanager

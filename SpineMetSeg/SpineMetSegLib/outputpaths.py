@@ -44,10 +44,14 @@ def check_paths(
         allowed = (suffixes or {}).get(name)
         if allowed is not None and not _has_suffix(path, allowed):
             raise SpineMetSegError(f"Cannot write {name} {path}: the suffix must be one of {', '.join(allowed)}.")
-    written = [(name, file) for name, path in given_outputs for file in _files_written(path)]
+    written = [
+        (name if file == path else f"{name} (its data file {file.name})", file)
+        for name, path in given_outputs
+        for file in _files_written(path)
+    ]
     for index, (name, path) in enumerate(written):
         for other_name, other in written[index + 1 :]:
-            if other_name != name and same_file(path, other):
+            if other_name.split(' (')[0] != name.split(' (')[0] and same_file(path, other):
                 raise SpineMetSegError(
                     f"{name} and {other_name} are the same file ({path}): one would replace the other. "
                     "Give each output its own path."
