@@ -31,4 +31,8 @@ class DownloadError(SpineMetSegError):
 
 
 class CancelledError(SpineMetSegError):
-    """A run the user cancelled."""
+    """A run the user cancelled; ``outcome`` says what was left (the command line prints it)."""
+
+    def __init__(self, message: str = "cancelled", outcome: str = "nothing was written"):
+        super().__init__(message)
+        self.outcome = outcome

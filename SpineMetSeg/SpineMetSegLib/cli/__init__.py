@@ -50,8 +50,8 @@ def main(argv: Optional[List[str]] = None) -> int:
     previous = signal.signal(signal.SIGTERM, _raise_cancelled)
     try:
         return int(args.run(args) or 0)
-    except (KeyboardInterrupt, CancelledError):
-        print("cancelled: nothing was written", file=sys.stderr)
+    except (KeyboardInterrupt, CancelledError) as error:
+        print(f"cancelled: {getattr(error, 'outcome', 'nothing was written')}", file=sys.stderr)
         return EXIT_CANCELLED
     except SpineMetSegError as error:
         print(f"error: {error}", file=sys.stderr)
