@@ -37,6 +37,11 @@ GEOMETRY_TOLERANCE = 1e-4
 NIFTI_HEADER_BYTES = 540  # a NIfTI-2 header; a NIfTI-1 header (348) and its first voxels fit in it
 NIFTI_CHUNK_BYTES = 1 << 24
 NIFTI_FLOAT_TYPES = {16: "f4", 64: "f8"}  # NIfTI datatype codes of float32 and float64
+# DICOM slice stacks: positions closer than this are one position; spacing may vary by this fraction (scanner
+# rounding) before the series counts as uneven; orientation cosines may differ by this much.
+DICOM_POSITION_TOLERANCE_MM = 0.01
+DICOM_SPACING_TOLERANCE = 0.05
+DICOM_ORIENTATION_TOLERANCE = 1e-3
 
 
 @dataclass(frozen=True)
@@ -183,17 +188,93 @@ def _read_dicom_series(folder: Path, label: str) -> sitk.Image:
     series_ids = sitk.ImageSeriesReader.GetGDCMSeriesIDs(str(folder))
     if not series_ids:
         raise ImageError(f"The {label} is a folder with no DICOM series in it. Choose a folder of DICOM slices.")
-    # Several series in one folder: take the one with the most slices, the usual meaning of "this scan".
-    files = max(
-        (sitk.ImageSeriesReader.GetGDCMSeriesFileNames(str(folder), sid) for sid in series_ids),
-        key=len,
-    )
+    if len(series_ids) > 1:
+        listed = "; ".join(
+            f"{_series_description(folder, sid)} "
+            f"({len(sitk.ImageSeriesReader.GetGDCMSeriesFileNames(str(folder), sid))} files, series UID {sid})"
+            for sid in series_ids
+        )
+        raise ImageError(
+            f"The {label} holds {len(series_ids)} DICOM series: {listed}. Put the series to use in a folder of its "
+            "own (or export it as NIfTI/NRRD) and give that."
+        )
+    files = sitk.ImageSeriesReader.GetGDCMSeriesFileNames(str(folder), series_ids[0])
+    check_slice_positions(files, label)
     reader = sitk.ImageSeriesReader()
     reader.SetFileNames(files)
     try:
         return reader.Execute()
     except RuntimeError as error:
         raise ImageError(f"Cannot read the DICOM series in {label}: {error}") from None
+
+
+def _series_description(folder: Path, series_id: str) -> str:
+    first = sitk.ImageSeriesReader.GetGDCMSeriesFileNames(str(folder), series_id)[0]
+    tags = _dicom_tags(first, ("0008|103e", "0020|0011"))
+    description = tags.get("0008|103e", "").strip() or "no description"
+    number = tags.get("0020|0011", "").strip()
+    return f"series {number} '{description}'" if number else f"'{description}'"
+
+
+def _dicom_tags(path: str, keys: Tuple[str, ...]) -> dict:
+    reader = sitk.ImageFileReader()
+    reader.SetFileName(path)
+    try:
+        reader.ReadImageInformation()
+    except RuntimeError:
+        return {}
+    return {key: reader.GetMetaData(key) for key in keys if reader.HasMetaDataKey(key)}
+
+
+def check_slice_positions(files: Tuple[str, ...], label: str) -> None:
+    """Raise ``ImageError`` for a DICOM series whose slices do not form one regular grid.
+
+    ITK reads such a series with a warning only and gives every slice the same spacing, so the geometry past
+    a gap is wrong. Missing slices, uneven spacing, repeated positions and mixed orientations are named.
+    """
+    if len(files) < 2:
+        return
+    positions, orientations = [], []
+    for path in files:
+        tags = _dicom_tags(path, ("0020|0032", "0020|0037"))
+        try:
+            positions.append([float(v) for v in tags["0020|0032"].split("\\")])
+            orientations.append([float(v) for v in tags["0020|0037"].split("\\")])
+        except (KeyError, ValueError):
+            return  # no usable position tags (a secondary capture, a single-frame export): ITK decides
+    orientations_array = np.array(orientations)
+    if np.abs(orientations_array - orientations_array[0]).max() > DICOM_ORIENTATION_TOLERANCE:
+        raise ImageError(
+            f"The DICOM series in the {label} mixes slice orientations (several stacks or a localiser in one "
+            "series). Export the stack to use as its own series."
+        )
+    row, column = orientations_array[0][:3], orientations_array[0][3:]
+    along = np.array(positions) @ np.cross(row, column)
+    order = np.sort(along)
+    steps = np.diff(order)
+    if np.any(steps < DICOM_POSITION_TOLERANCE_MM):
+        raise ImageError(
+            f"The DICOM series in the {label} has several slices at the same position ({len(files)} files): it "
+            "holds more than one volume (echoes, time points or repeats). Export one volume as its own series."
+        )
+    spacing = float(np.median(steps))
+    uneven = np.abs(steps - spacing) > max(DICOM_POSITION_TOLERANCE_MM, DICOM_SPACING_TOLERANCE * spacing)
+    if not np.any(uneven):
+        return
+    at = np.flatnonzero(uneven)
+    missing = np.round(steps[at] / spacing).astype(int) - 1
+    whole_slices = np.abs(steps[at] - (missing + 1) * spacing) <= DICOM_SPACING_TOLERANCE * spacing
+    if np.all(missing >= 1) and np.all(whole_slices):
+        where = "; ".join(f"{n} between {order[i]:.1f} and {order[i + 1]:.1f} mm" for i, n in zip(at, missing))
+        raise ImageError(
+            f"The DICOM series in the {label} is missing {int(missing.sum())} slice(s) ({where} along the slice "
+            f"normal; {spacing:.2f} mm apart elsewhere): the volume past the gap would be misplaced. Copy the "
+            "complete series again."
+        )
+    raise ImageError(
+        f"The DICOM series in the {label} has uneven slice spacing (from {steps.min():.2f} to {steps.max():.2f} mm): "
+        "it cannot be read as one regular volume. Export it resampled to even spacing, or as NIfTI/NRRD."
+    )
 
 
 def check_3d(image: sitk.Image, label: str = "image") -> None:
