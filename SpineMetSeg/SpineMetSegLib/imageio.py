@@ -42,6 +42,7 @@ NIFTI_FLOAT_TYPES = {16: "f4", 64: "f8"}  # NIfTI datatype codes of float32 and 
 DICOM_POSITION_TOLERANCE_MM = 0.01
 DICOM_SPACING_TOLERANCE = 0.05
 DICOM_ORIENTATION_TOLERANCE = 1e-3
+DICOM_MODALITY_TAG = "0008|0060"
 
 
 @dataclass(frozen=True)
@@ -203,9 +204,14 @@ def _read_dicom_series(folder: Path, label: str) -> sitk.Image:
     reader = sitk.ImageSeriesReader()
     reader.SetFileNames(files)
     try:
-        return reader.Execute()
+        image = reader.Execute()
     except RuntimeError as error:
         raise ImageError(f"Cannot read the DICOM series in {label}: {error}") from None
+    # The modality travels with the volume, so the CT check can trust it (preprocessing.looks_like_ct).
+    modality = _dicom_tags(files[0], (DICOM_MODALITY_TAG,)).get(DICOM_MODALITY_TAG, "").strip()
+    if modality:
+        image.SetMetaData(DICOM_MODALITY_TAG, modality)
+    return image
 
 
 def _series_description(folder: Path, series_id: str) -> str:

@@ -117,6 +117,7 @@ def segment_images(
     threads: Optional[int] = None,
     progress: ProgressCallback = no_progress,
     warn: Callable[[str], None] = devices.warn_to_stderr,
+    ct_check: bool = True,
 ) -> SegmentationResult:
     """Segment ``images`` ({sequence name: sitk.Image}, first = output grid) with the model ``card`` describes.
 
@@ -131,7 +132,7 @@ def segment_images(
     devices.set_cpu_threads(threads)
     with _timed(timings, "preprocess"):
         stages("preprocess", 0.0, "checking and resampling the inputs")
-        prepared = preprocessing.prepare(images, spec)
+        prepared = preprocessing.prepare(images, spec, ct_check=ct_check)
     if model is None:
         with _timed(timings, "load"):
             stages("load", 0.0, f"loading {spec.get('name', 'the model')}")
@@ -182,6 +183,7 @@ def segment_files(
     threads: Optional[int] = None,
     progress: ProgressCallback = no_progress,
     warn: Callable[[str], None] = devices.warn_to_stderr,
+    ct_check: bool = True,
 ) -> SegmentationResult:
     """Read ``inputs`` ({name: file or DICOM folder}), segment, and write the label map to ``output``.
 
@@ -207,6 +209,7 @@ def segment_files(
         threads=threads,
         progress=stages,
         warn=warn,
+        ct_check=ct_check,
     )
     result.timings = {"read": read_seconds, **result.timings}
     with _timed(result.timings, "write"):
