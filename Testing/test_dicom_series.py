@@ -95,3 +95,4 @@ def test_segment_on_a_series_with_a_gap_exits_2_and_writes_nothing(tmp_path, cap
     assert code == EXIT_USER_ERROR
     assert "is missing 3 slice(s)" in capsys.readouterr().err
     assert not out.exists()
+

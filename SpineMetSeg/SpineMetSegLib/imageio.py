@@ -36,6 +36,7 @@ WRITABLE_SUFFIXES = (".nii", ".nii.gz", ".nrrd", ".mha", ".mhd")
 GEOMETRY_TOLERANCE = 1e-4
 NIFTI_HEADER_BYTES = 540  # a NIfTI-2 header; a NIfTI-1 header (348) and its first voxels fit in it
 NIFTI_CHUNK_BYTES = 1 << 24
+GZIP_MAGIC = b"\x1f\x8b"
 NIFTI_FLOAT_TYPES = {16: "f4", 64: "f8"}  # NIfTI datatype codes of float32 and float64
 # DICOM slice stacks: positions closer than this are one position; spacing may vary by this fraction (scanner
 # rounding) before the series counts as uneven; orientation cosines may differ by this much.
@@ -119,7 +120,13 @@ def _check_nifti_complete(path: Path, label: str) -> None:
     ITK reads both without complaint: it fills missing voxels with 0 and turns NaN into 0, so a broken scan
     would look like a valid one. The voxels are read in chunks, never all at once beside ITK's copy.
     """
-    opener = gzip.open if suffix_of(path) == ".nii.gz" else open
+    compressed = suffix_of(path) == ".nii.gz"
+    if compressed and not _starts_with(path, GZIP_MAGIC):
+        raise ImageError(
+            f"Cannot read the {label}: it is not gzip-compressed, so it is not a .nii.gz image (it may be another "
+            "kind of file renamed). Check that the right file was chosen."
+        )
+    opener = gzip.open if compressed else open
     non_finite = 0
     try:
         with opener(path, "rb") as stream:
@@ -150,6 +157,14 @@ def _check_nifti_complete(path: Path, label: str) -> None:
         )
     if non_finite:
         raise ImageError(f"The {label} has {non_finite} NaN or infinite voxels. Fix or re-export the volume.")
+
+
+def _starts_with(path: Path, magic: bytes) -> bool:
+    try:
+        with open(path, "rb") as stream:
+            return stream.read(len(magic)) == magic
+    except OSError:
+        return True  # let the reader report what is wrong with the file
 
 
 @dataclass(frozen=True)
