@@ -295,6 +295,17 @@ def test_an_output_that_is_an_existing_folder_is_refused_before_any_work(case, c
     assert snapshot(inputs, out) == before
 
 
+def test_an_output_suffix_no_writer_knows_is_refused_before_any_work(case, capsys):
+    inputs, out, model = case
+    before = snapshot(inputs, out)
+    code = main(segment_args(inputs, model, out / "seg.png"))
+    captured = capsys.readouterr()
+    assert code == EXIT_USER_ERROR
+    assert f"Cannot write --output {out / 'seg.png'}: the suffix must be one of .nii, .nii.gz" in captured.err
+    assert "SPINEMETSEG-PROGRESS" not in captured.out
+    assert snapshot(inputs, out) == before
+
+
 def test_demo_output_that_is_an_existing_file_is_refused_before_any_work(tmp_path, capsys):
     existing = tmp_path / "notes.txt"
     existing.write_bytes(EARLIER)
