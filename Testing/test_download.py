@@ -292,3 +292,43 @@ def test_a_model_not_downloaded_says_how_to_get_it(home, server):
         catalog.model_file(card)
     assert "spinemetseg models download test-model --version 1.0.0" in str(error.value)
     assert server.requests == []
+
+
+CANCELLABLE_DOWNLOAD = """
+import sys
+from SpineMetSegLib.cli import main
+sys.exit(main(["models", "download", "test-model"]))
+"""
+
+
+@pytest.mark.parametrize("received", ["nothing", "some bytes"])
+def test_sigterm_during_a_download_leaves_no_empty_part_and_reports_a_kept_one(home, server, tmp_path, received):
+    import signal
+
+    # Headers at once, then slow chunks: the client waits inside a read for a whole download chunk.
+    card = serve(server, chunk_delay_s=0.3)
+    listing = tmp_path / "catalog.json"
+    listing.write_text(json.dumps({"schema_version": 1, "models": [card.raw]}))
+    environment = {**os.environ, cache.HOME_ENV: str(home), catalog.CATALOG_ENV: str(listing)}
+    process = subprocess.Popen([sys.executable, "-c", CANCELLABLE_DOWNLOAD], env=environment,
+                               stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    part = cache.part_path(card)
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline and not part.exists():
+        time.sleep(0.02)
+    assert part.exists(), "the download never started"
+    if received == "some bytes":
+        while time.monotonic() < deadline and part.stat().st_size == 0:
+            time.sleep(0.02)
+        time.sleep(0.1)
+    process.send_signal(signal.SIGTERM)
+    _, error = process.communicate(timeout=30)
+    assert process.returncode == 130
+    if received == "nothing":  # the first block (download.CHUNK_BYTES) takes seconds at this pace
+        assert not part.exists()
+        assert "cancelled: nothing was kept" in error
+    else:
+        kept = part.stat().st_size
+        assert kept > 0
+        assert f"cancelled: {kept} of {len(DATA)} bytes are kept in {part}" in error
+    assert not any(path.stat().st_size == 0 for path in home.rglob("*.part"))

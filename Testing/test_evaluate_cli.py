@@ -183,13 +183,44 @@ def test_bad_predictions_exit_2_with_a_message(pair, tmp_path: Path, capsys, cha
     assert err.startswith("error: ") and message in err
 
 
-def test_a_label_in_neither_map_exits_2_unless_allowed(pair, capsys):
+def test_a_label_in_neither_map_scores_as_agreement_with_a_warning(pair, tmp_path: Path, capsys):
     reference, prediction = pair
-    assert main(["evaluate", "--reference", str(reference), "--prediction", str(prediction), "--label", "5"]) == 2
-    assert "Label 5 is in neither" in capsys.readouterr().err
+    code = main(["evaluate", "--reference", str(reference), "--prediction", str(prediction), "--label", "5",
+                 "--json", str(tmp_path / "m.json")])  # fmt: skip
+    assert code == 0
+    err = capsys.readouterr().err
+    assert "warning: label 5 is absent from both the reference and the prediction" in err
+    assert "the reference holds 1, 2, 3" in err  # a mistyped value shows itself
+    scores = json.loads((tmp_path / "m.json").read_text())["5"]
+    assert scores["dice"] == 1.0 and scores["lesions"]["false_positive"] == 0
     code = main(["evaluate", "--reference", str(reference), "--prediction", str(prediction), "--label", "5",
                  "--allow-missing-label"])  # fmt: skip
     assert code == 0
+    assert "warning" not in capsys.readouterr().err
+
+
+def test_a_clean_case_scores_dice_1_no_lesions_no_false_positives_with_a_warning(tmp_path: Path, capsys):
+    empty = write(np.zeros_like(spine_anatomy_model()), tmp_path / "clean.nii.gz")
+    code = main(["evaluate", "--reference", str(empty), "--prediction", str(empty), "--json",
+                 str(tmp_path / "m.json")])  # fmt: skip
+    assert code == 0
+    assert "warning: label 1 is absent from both the reference and the prediction: scored as agreement" in (
+        capsys.readouterr().err)
+    scores = json.loads((tmp_path / "m.json").read_text())["1"]
+    assert scores["dice"] == 1.0
+    assert scores["lesions"]["reference_count"] == 0 and scores["lesions"]["prediction_count"] == 0
+    assert scores["lesions"]["false_positive"] == 0
+
+
+def test_a_label_absent_from_every_case_of_a_cohort_is_still_an_error(tmp_path: Path, capsys):
+    for side in ("truth", "pred"):
+        (tmp_path / side).mkdir()
+        for case in ("a", "b"):
+            write(spine_anatomy_model(), tmp_path / side / f"{case}.nii.gz")
+    code = main(["evaluate", "--reference-dir", str(tmp_path / "truth"), "--prediction-dir", str(tmp_path / "pred"),
+                 "--label", "7"])  # fmt: skip
+    assert code == 2
+    assert "Label 7 is in no reference and no prediction of the 2 cases" in capsys.readouterr().err
 
 
 def test_missing_inputs_and_mixed_modes_exit_2(pair, tmp_path: Path, capsys):
@@ -206,7 +237,7 @@ def test_an_output_that_cannot_be_written_exits_2_and_leaves_no_partial_file(pai
     blocked = tmp_path / "m.json"
     blocked.mkdir()  # a folder where the JSON file should go
     code = main(["evaluate", "--reference", str(reference), "--prediction", str(prediction), "--json", str(blocked)])
-    assert code == 2 and capsys.readouterr().err.startswith(f"error: Cannot write {blocked}")
+    assert code == 2 and capsys.readouterr().err.startswith(f"error: --json {blocked} is a folder")
     assert files_in(tmp_path) == ["m.json", "reference.nii.gz", "seg.nrrd"]
 
 
@@ -241,3 +272,16 @@ def test_lesions_command_with_an_absent_label_says_so(tmp_path: Path, capsys):
     assert main(["lesions", str(segmentation), "--label", "7"]) == 0
     assert "no voxel has the label 7 (the map holds 1, 2, 3)" in capsys.readouterr().out
     assert main(["lesions", str(tmp_path / "missing.nii.gz")]) == 2
+
+
+def test_a_cohort_with_a_clean_case_scores_it_as_agreement(tmp_path: Path, capsys):
+    for side, arrays in (("truth", (spine_anatomy_model(), np.zeros_like(spine_anatomy_model()))),
+                         ("pred", (spine_anatomy_model(), np.zeros_like(spine_anatomy_model())))):
+        (tmp_path / side).mkdir()
+        for case, array in zip(("a", "clean"), arrays):
+            write(array, tmp_path / side / f"{case}.nii.gz")
+    code = main(["evaluate", "--reference-dir", str(tmp_path / "truth"), "--prediction-dir", str(tmp_path / "pred"),
+                 "--label", "1", "--json", str(tmp_path / "cohort.json")])  # fmt: skip
+    assert code == 0
+    cases = json.loads((tmp_path / "cohort.json").read_text())["cases"]
+    assert cases["clean"]["1"]["dice"] == 1.0 and cases["clean"]["1"]["lesions"]["false_positive"] == 0

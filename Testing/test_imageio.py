@@ -251,3 +251,11 @@ def test_real_scans_read_and_write_back_with_identical_geometry(real_data_dir: P
             back = imageio.read_image(imageio.write_image(image, tmp_path / f"{scan.name}{suffix}"))
             assert imageio.Geometry.of(back).matches(imageio.Geometry.of(image), tolerance=1e-5), scan.name
             np.testing.assert_array_equal(sitk.GetArrayViewFromImage(back), sitk.GetArrayViewFromImage(image))
+
+
+def test_a_non_image_renamed_nii_gz_is_called_what_it_is(tmp_path):
+    renamed = tmp_path / "t1.nii.gz"
+    renamed.write_bytes(b"%PDF-1.7\n" + bytes(range(256)) * 8)
+    with pytest.raises(ImageError, match="it is not gzip-compressed, so it is not a .nii.gz image") as raised:
+        imageio.read_image(renamed, name="T1")
+    assert "truncated" not in str(raised.value)

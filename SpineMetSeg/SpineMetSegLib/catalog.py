@@ -126,6 +126,9 @@ def _read_json(path: Path, what: str) -> Any:
         text = path.read_text(encoding="utf-8")
     except OSError as error:
         raise ModelError(f"Cannot read {what} {path}: {error.strerror or error}.") from None
+    except UnicodeDecodeError:
+        raise ModelError(f"{what.capitalize()} {path} is not a JSON text file (it holds binary data); "
+                         "give the .json file.") from None
     try:
         return json.loads(text)
     except ValueError as error:

@@ -41,7 +41,7 @@ from typing import Any, Callable, Optional
 
 from . import __version__, cache
 from .archive import extract_zip
-from .errors import DownloadError, ModelError
+from .errors import CancelledError, DownloadError, ModelError
 
 DownloadProgress = Callable[[int, int], None]
 """Called as ``progress(bytes_done, bytes_total)`` while a file downloads."""
@@ -215,6 +215,22 @@ def _http_message(status: int, reason: str, url: str, what: str, attempts: int) 
     return f"Download of {what} failed: {reason} for {url}{tried}. {advice} The cache is unchanged."
 
 
+def _drop_if_empty(part: Path) -> None:
+    """Remove a partial download that holds nothing: it cannot help a resume and only litters the cache."""
+    try:
+        if part.stat().st_size == 0:
+            part.unlink()
+    except OSError:
+        pass
+
+
+def _cancelled_outcome(part: Path, size: int) -> str:
+    kept = part.stat().st_size if part.exists() else 0
+    if kept:
+        return f"{kept} of {size} bytes are kept in {part}; running the same command again resumes from there"
+    return "nothing was kept"
+
+
 def _gave_up_message(reason: str, url: str, what: str, attempts: int, part: Path, size: int) -> str:
     if reason.startswith("HTTP "):
         return _http_message(int(reason.split()[1]), reason, url, what, attempts)
@@ -305,8 +321,13 @@ def download_model(
             return cache.model_path(card)
         part = cache.part_path(card)
         part.parent.mkdir(parents=True, exist_ok=True)
-        _fetch(url, part, card.file["size"], timeout_s=timeout_s, retries=retries, backoff_s=backoff_s,
-               progress=progress, what=_describe(card))
+        try:
+            _fetch(url, part, card.file["size"], timeout_s=timeout_s, retries=retries, backoff_s=backoff_s,
+                   progress=progress, what=_describe(card))
+        except (KeyboardInterrupt, CancelledError):
+            raise CancelledError("download cancelled", _cancelled_outcome(part, card.file["size"])) from None
+        finally:
+            _drop_if_empty(part)
         try:
             _verify(part, card, url)
         except DownloadError:

@@ -6,6 +6,7 @@ Every error the core raises for bad input, a bad model or a failed download deri
 """
 
 EXIT_USER_ERROR = 2
+EXIT_UNEXPECTED = 1  # a bug: the traceback is in a log file (see errorlog)
 EXIT_CANCELLED = 130
 
 
@@ -30,4 +31,8 @@ class DownloadError(SpineMetSegError):
 
 
 class CancelledError(SpineMetSegError):
-    """A run the user cancelled."""
+    """A run the user cancelled; ``outcome`` says what was left (the command line prints it)."""
+
+    def __init__(self, message: str = "cancelled", outcome: str = "nothing was written"):
+        super().__init__(message)
+        self.outcome = outcome

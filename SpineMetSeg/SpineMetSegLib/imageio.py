@@ -25,8 +25,8 @@ from typing import Optional, Tuple, Union
 import numpy as np
 import SimpleITK as sitk
 
-from .atomicfile import atomic_path
-from .errors import GeometryError, ImageError
+from .atomicfile import FileJob, free_space_hint, write_files
+from .errors import GeometryError, ImageError, SpineMetSegError
 
 PathLike = Union[str, os.PathLike]
 
@@ -36,7 +36,14 @@ WRITABLE_SUFFIXES = (".nii", ".nii.gz", ".nrrd", ".mha", ".mhd")
 GEOMETRY_TOLERANCE = 1e-4
 NIFTI_HEADER_BYTES = 540  # a NIfTI-2 header; a NIfTI-1 header (348) and its first voxels fit in it
 NIFTI_CHUNK_BYTES = 1 << 24
+GZIP_MAGIC = b"\x1f\x8b"
 NIFTI_FLOAT_TYPES = {16: "f4", 64: "f8"}  # NIfTI datatype codes of float32 and float64
+# DICOM slice stacks: positions closer than this are one position; spacing may vary by this fraction (scanner
+# rounding) before the series counts as uneven; orientation cosines may differ by this much.
+DICOM_POSITION_TOLERANCE_MM = 0.01
+DICOM_SPACING_TOLERANCE = 0.05
+DICOM_ORIENTATION_TOLERANCE = 1e-3
+DICOM_MODALITY_TAG = "0008|0060"
 
 
 @dataclass(frozen=True)
@@ -113,7 +120,13 @@ def _check_nifti_complete(path: Path, label: str) -> None:
     ITK reads both without complaint: it fills missing voxels with 0 and turns NaN into 0, so a broken scan
     would look like a valid one. The voxels are read in chunks, never all at once beside ITK's copy.
     """
-    opener = gzip.open if suffix_of(path) == ".nii.gz" else open
+    compressed = suffix_of(path) == ".nii.gz"
+    if compressed and not _starts_with(path, GZIP_MAGIC):
+        raise ImageError(
+            f"Cannot read the {label}: it is not gzip-compressed, so it is not a .nii.gz image (it may be another "
+            "kind of file renamed). Check that the right file was chosen."
+        )
+    opener = gzip.open if compressed else open
     non_finite = 0
     try:
         with opener(path, "rb") as stream:
@@ -144,6 +157,14 @@ def _check_nifti_complete(path: Path, label: str) -> None:
         )
     if non_finite:
         raise ImageError(f"The {label} has {non_finite} NaN or infinite voxels. Fix or re-export the volume.")
+
+
+def _starts_with(path: Path, magic: bytes) -> bool:
+    try:
+        with open(path, "rb") as stream:
+            return stream.read(len(magic)) == magic
+    except OSError:
+        return True  # let the reader report what is wrong with the file
 
 
 @dataclass(frozen=True)
@@ -183,17 +204,98 @@ def _read_dicom_series(folder: Path, label: str) -> sitk.Image:
     series_ids = sitk.ImageSeriesReader.GetGDCMSeriesIDs(str(folder))
     if not series_ids:
         raise ImageError(f"The {label} is a folder with no DICOM series in it. Choose a folder of DICOM slices.")
-    # Several series in one folder: take the one with the most slices, the usual meaning of "this scan".
-    files = max(
-        (sitk.ImageSeriesReader.GetGDCMSeriesFileNames(str(folder), sid) for sid in series_ids),
-        key=len,
-    )
+    if len(series_ids) > 1:
+        listed = "; ".join(
+            f"{_series_description(folder, sid)} "
+            f"({len(sitk.ImageSeriesReader.GetGDCMSeriesFileNames(str(folder), sid))} files, series UID {sid})"
+            for sid in series_ids
+        )
+        raise ImageError(
+            f"The {label} holds {len(series_ids)} DICOM series: {listed}. Put the series to use in a folder of its "
+            "own (or export it as NIfTI/NRRD) and give that."
+        )
+    files = sitk.ImageSeriesReader.GetGDCMSeriesFileNames(str(folder), series_ids[0])
+    check_slice_positions(files, label)
     reader = sitk.ImageSeriesReader()
     reader.SetFileNames(files)
     try:
-        return reader.Execute()
+        image = reader.Execute()
     except RuntimeError as error:
         raise ImageError(f"Cannot read the DICOM series in {label}: {error}") from None
+    # The modality travels with the volume, so the CT check can trust it (preprocessing.looks_like_ct).
+    modality = _dicom_tags(files[0], (DICOM_MODALITY_TAG,)).get(DICOM_MODALITY_TAG, "").strip()
+    if modality:
+        image.SetMetaData(DICOM_MODALITY_TAG, modality)
+    return image
+
+
+def _series_description(folder: Path, series_id: str) -> str:
+    first = sitk.ImageSeriesReader.GetGDCMSeriesFileNames(str(folder), series_id)[0]
+    tags = _dicom_tags(first, ("0008|103e", "0020|0011"))
+    description = tags.get("0008|103e", "").strip() or "no description"
+    number = tags.get("0020|0011", "").strip()
+    return f"series {number} '{description}'" if number else f"'{description}'"
+
+
+def _dicom_tags(path: str, keys: Tuple[str, ...]) -> dict:
+    reader = sitk.ImageFileReader()
+    reader.SetFileName(path)
+    try:
+        reader.ReadImageInformation()
+    except RuntimeError:
+        return {}
+    return {key: reader.GetMetaData(key) for key in keys if reader.HasMetaDataKey(key)}
+
+
+def check_slice_positions(files: Tuple[str, ...], label: str) -> None:
+    """Raise ``ImageError`` for a DICOM series whose slices do not form one regular grid.
+
+    ITK reads such a series with a warning only and gives every slice the same spacing, so the geometry past
+    a gap is wrong. Missing slices, uneven spacing, repeated positions and mixed orientations are named.
+    """
+    if len(files) < 2:
+        return
+    positions, orientations = [], []
+    for path in files:
+        tags = _dicom_tags(path, ("0020|0032", "0020|0037"))
+        try:
+            positions.append([float(v) for v in tags["0020|0032"].split("\\")])
+            orientations.append([float(v) for v in tags["0020|0037"].split("\\")])
+        except (KeyError, ValueError):
+            return  # no usable position tags (a secondary capture, a single-frame export): ITK decides
+    orientations_array = np.array(orientations)
+    if np.abs(orientations_array - orientations_array[0]).max() > DICOM_ORIENTATION_TOLERANCE:
+        raise ImageError(
+            f"The DICOM series in the {label} mixes slice orientations (several stacks or a localiser in one "
+            "series). Export the stack to use as its own series."
+        )
+    row, column = orientations_array[0][:3], orientations_array[0][3:]
+    along = np.array(positions) @ np.cross(row, column)
+    order = np.sort(along)
+    steps = np.diff(order)
+    if np.any(steps < DICOM_POSITION_TOLERANCE_MM):
+        raise ImageError(
+            f"The DICOM series in the {label} has several slices at the same position ({len(files)} files): it "
+            "holds more than one volume (echoes, time points or repeats). Export one volume as its own series."
+        )
+    spacing = float(np.median(steps))
+    uneven = np.abs(steps - spacing) > max(DICOM_POSITION_TOLERANCE_MM, DICOM_SPACING_TOLERANCE * spacing)
+    if not np.any(uneven):
+        return
+    at = np.flatnonzero(uneven)
+    missing = np.round(steps[at] / spacing).astype(int) - 1
+    whole_slices = np.abs(steps[at] - (missing + 1) * spacing) <= DICOM_SPACING_TOLERANCE * spacing
+    if np.all(missing >= 1) and np.all(whole_slices):
+        where = "; ".join(f"{n} between {order[i]:.1f} and {order[i + 1]:.1f} mm" for i, n in zip(at, missing))
+        raise ImageError(
+            f"The DICOM series in the {label} is missing {int(missing.sum())} slice(s) ({where} along the slice "
+            f"normal; {spacing:.2f} mm apart elsewhere): the volume past the gap would be misplaced. Copy the "
+            "complete series again."
+        )
+    raise ImageError(
+        f"The DICOM series in the {label} has uneven slice spacing (from {steps.min():.2f} to {steps.max():.2f} mm): "
+        "it cannot be read as one regular volume. Export it resampled to even spacing, or as NIfTI/NRRD."
+    )
 
 
 def check_3d(image: sitk.Image, label: str = "image") -> None:
@@ -231,19 +333,66 @@ def check_intensity_image(image: sitk.Image, name: str = "image") -> None:
 
 
 def write_image(image: sitk.Image, path: PathLike, *, compress: bool = True) -> Path:
-    """Write ``image`` to ``path`` (.nii, .nii.gz, .nrrd, .mha, .mhd) atomically and return the path.
+    """Write ``image`` to ``path`` (.nii, .nii.gz, .nrrd, .mha, .mhd) and return the path, once verified.
 
-    The image goes to a temporary file beside the target first, then replaces it in one step, so a failure
-    never leaves a partial file and never destroys a file that was there (``SpineMetSegError`` for a
-    folder that cannot be written).
+    The image goes to a staging folder beside the target, is read back and compared voxel for voxel (a full
+    decode of a compressed stream), and only then replaces the target, so a failure (a full disk, no
+    permission) never leaves a partial file and never destroys a file that was there: ``SpineMetSegError``.
+    ``.mhd`` and its ``.raw`` land together.
     """
+    write_files([image_job(image, path, compress=compress)])
+    return Path(path)
+
+
+def image_job(image: sitk.Image, path: PathLike, *, compress: bool = True) -> FileJob:
+    """The ``FileJob`` that writes ``image`` to ``path`` and verifies it (for ``atomicfile.write_files``)."""
     path = Path(path)
-    suffix = suffix_of(path)
-    if suffix not in WRITABLE_SUFFIXES:
-        raise ImageError(f"Cannot write {path}: the suffix must be one of {', '.join(WRITABLE_SUFFIXES)}.")
-    with atomic_path(path) as temporary:
-        sitk.WriteImage(image, str(temporary), compress and suffix != ".mhd")
-    return path
+    check_writable_suffix(path)
+    return FileJob(
+        path,
+        write=lambda staged: _write_staged(image, staged, path, compress and suffix_of(path) != ".mhd"),
+        verify=lambda staged: verify_written_image(image, staged, path),
+        # MetaImage names its .raw after the header, so it is staged under its final name; the NIfTI library
+        # rewrites some names (a.nii.gz.nii.gz -> a.nii.gz), so the others are staged under a plain one.
+        staged_name=path.name if suffix_of(path) == ".mhd" else "image" + suffix_of(path),
+    )
+
+
+def check_writable_suffix(path: PathLike, what: str = "") -> None:
+    """Raise ``ImageError`` unless ``path`` ends with a suffix ``write_image`` writes."""
+    if suffix_of(path) not in WRITABLE_SUFFIXES:
+        named = f"{what} " if what else ""
+        raise ImageError(f"Cannot write {named}{path}: the suffix must be one of {', '.join(WRITABLE_SUFFIXES)}.")
+
+
+def _write_staged(image: sitk.Image, staged: Path, target: Path, compress: bool) -> None:
+    try:
+        sitk.WriteImage(image, str(staged), compress)
+    except RuntimeError as error:
+        detail = str(error).strip().splitlines()[-1] if str(error).strip() else ""
+        raise SpineMetSegError(
+            f"Cannot write {target}: the image writer failed ({detail.strip()}). {free_space_hint(target)}"
+        ) from None
+
+
+def verify_written_image(image: sitk.Image, staged: Path, target: Path) -> None:
+    """Raise ``SpineMetSegError`` unless the file at ``staged`` reads back as ``image`` (voxels and geometry).
+
+    ITK's writers can report success on a full disk and leave a short or empty file; reading it back is the
+    only check that cannot be fooled.
+    """
+    problem = f"Cannot write {target}: the file on disk does not read back as written"
+    try:
+        back = sitk.ReadImage(str(staged))
+    except RuntimeError:
+        raise SpineMetSegError(f"{problem} (it is truncated or corrupt). {free_space_hint(target)}") from None
+    if back.GetSize() != image.GetSize() or not Geometry.of(back).matches(Geometry.of(image)):
+        raise SpineMetSegError(f"{problem} (its grid differs). {free_space_hint(target)}")
+    expected = sitk.GetArrayViewFromImage(image)
+    found = sitk.GetArrayViewFromImage(back)
+    floating = np.issubdtype(expected.dtype, np.floating)
+    if not np.array_equal(expected, found, equal_nan=floating):
+        raise SpineMetSegError(f"{problem} (its voxels differ). {free_space_hint(target)}")
 
 
 def resample_to(

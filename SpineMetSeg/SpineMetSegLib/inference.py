@@ -24,8 +24,6 @@ from __future__ import annotations
 import contextlib
 import itertools
 import math
-import os
-import tempfile
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -37,10 +35,11 @@ import torch
 from monai.inferers import sliding_window_inference
 
 from . import devices, imageio, preprocessing, regrid
-from .atomicfile import default_file_mode
-from .errors import ImageError, ModelError
+from .atomicfile import FileJob, write_files
+from .errors import ModelError
 from .labels import ModelLabel
 from .network import downsampling_factor
+from .outputpaths import check_paths
 from .postprocessing import card_options, clean_lesions
 from .progress import ProgressCallback, no_progress
 
@@ -118,6 +117,7 @@ def segment_images(
     threads: Optional[int] = None,
     progress: ProgressCallback = no_progress,
     warn: Callable[[str], None] = devices.warn_to_stderr,
+    ct_check: bool = True,
 ) -> SegmentationResult:
     """Segment ``images`` ({sequence name: sitk.Image}, first = output grid) with the model ``card`` describes.
 
@@ -132,7 +132,7 @@ def segment_images(
     devices.set_cpu_threads(threads)
     with _timed(timings, "preprocess"):
         stages("preprocess", 0.0, "checking and resampling the inputs")
-        prepared = preprocessing.prepare(images, spec)
+        prepared = preprocessing.prepare(images, spec, ct_check=ct_check)
     if model is None:
         with _timed(timings, "load"):
             stages("load", 0.0, f"loading {spec.get('name', 'the model')}")
@@ -183,6 +183,7 @@ def segment_files(
     threads: Optional[int] = None,
     progress: ProgressCallback = no_progress,
     warn: Callable[[str], None] = devices.warn_to_stderr,
+    ct_check: bool = True,
 ) -> SegmentationResult:
     """Read ``inputs`` ({name: file or DICOM folder}), segment, and write the label map to ``output``.
 
@@ -190,11 +191,7 @@ def segment_files(
     temporary files beside the targets that replace them together, so a failure or a cancel leaves none.
     """
     stages = StageProgress(progress)
-    for target in (output, probabilities_path):
-        if target is not None and imageio.suffix_of(target) not in imageio.WRITABLE_SUFFIXES:
-            raise ImageError(
-                f"Cannot write {target}: the suffix must be one of {', '.join(imageio.WRITABLE_SUFFIXES)}."
-            )
+    check_output_paths(inputs, output, probabilities_path, lesions_csv)
     started = time.perf_counter()
     images = {}
     for index, (name, path) in enumerate(inputs.items()):
@@ -212,38 +209,39 @@ def segment_files(
         threads=threads,
         progress=stages,
         warn=warn,
+        ct_check=ct_check,
     )
     result.timings = {"read": read_seconds, **result.timings}
     with _timed(result.timings, "write"):
         stages("write", 0.0, str(output))
-        writers: List[Tuple[Path, Callable[[Path], None]]] = [(Path(output), _image_writer(result.labels))]
+        jobs = [imageio.image_job(result.labels, output)]
         if probabilities_path is not None:
-            writers.append((Path(probabilities_path), _image_writer(result.probabilities)))
+            jobs.append(imageio.image_job(result.probabilities, probabilities_path))
         if lesions_csv is not None:
-            writers.append((Path(lesions_csv), _lesion_csv_writer(result.labels)))
-        write_together(writers)
+            jobs.append(FileJob(lesions_csv, _lesion_csv_writer(result.labels)))
+        write_files(jobs)
     stages("done", 1.0, f"{len(result.lesion_volumes_ml)} lesion(s)")
     return result
 
 
-def write_together(writers: Sequence[Tuple[Path, Callable[[Path], None]]]) -> None:
-    """Write several files so that either all appear or none: each to a temporary file, then replace."""
-    temporaries: List[Path] = []
-    try:
-        for target, write in writers:
-            target.parent.mkdir(parents=True, exist_ok=True)
-            handle, name = tempfile.mkstemp(prefix=".partial-", suffix=imageio.suffix_of(target), dir=target.parent)
-            os.close(handle)
-            temporaries.append(Path(name))
-            write(Path(name))
-        mode = default_file_mode()
-        for (target, _write), temporary in zip(writers, temporaries):
-            # Temporary files are private (0600); the result gets the permissions of any new file.
-            os.chmod(temporary, mode)
-            os.replace(temporary, target)
-    finally:
-        for temporary in temporaries:
-            temporary.unlink(missing_ok=True)
+def check_output_paths(
+    inputs: Mapping[str, imageio.PathLike],
+    output: imageio.PathLike,
+    probabilities_path: Optional[imageio.PathLike] = None,
+    lesions_csv: Optional[imageio.PathLike] = None,
+    other_inputs: Optional[Mapping[str, Optional[imageio.PathLike]]] = None,
+) -> None:
+    """Refuse, before any work, outputs that are inputs or each other, folders, unwritable or of unknown type.
+
+    Paths are named as the command line names them (``--t1``, ``--input flair``, ``--output``, ...).
+    """
+    named_inputs = {(f"--{name}" if name in ("t1", "t2", "stir") else f"--input {name}"): path
+                    for name, path in inputs.items()}
+    check_paths(
+        {"--output": output, "--probabilities": probabilities_path, "--lesions-csv": lesions_csv},
+        {**named_inputs, **(other_inputs or {})},
+        suffixes={"--output": imageio.WRITABLE_SUFFIXES, "--probabilities": imageio.WRITABLE_SUFFIXES},
+    )
 
 
 @dataclass(frozen=True)
@@ -559,10 +557,6 @@ def _paste(region: np.ndarray, box: Tuple[slice, ...], reference: sitk.Image, dt
     image = sitk.GetImageFromArray(full)
     image.CopyInformation(reference)
     return image
-
-
-def _image_writer(image: sitk.Image) -> Callable[[Path], None]:
-    return lambda path: imageio.write_image(image, path)
 
 
 def _lesion_csv_writer(labels: sitk.Image) -> Callable[[Path], None]:

@@ -32,6 +32,7 @@ import SimpleITK as sitk
 from . import imageio
 from .errors import ImageError, SpineMetSegError
 from .labelmaps import describe_values, label_array, label_values
+from .labels import ModelLabel
 from .lesion_matching import LesionMatch, match_lesions, ratio
 from .surface_distance import assd, hd95, surface_distances
 from .voxelgrid import VoxelGrid, foreground_box, union_box
@@ -79,7 +80,8 @@ def compute_metrics(
 
     ``labels`` None evaluates every nonzero value, which must then be the same in both images (else
     ``ImageError``: the maps may follow different label conventions). A label named in ``labels`` that is in
-    neither image is an ``ImageError`` unless ``missing_ok`` (then it scores as two empty masks: Dice 1).
+    neither image is an ``ImageError`` unless ``missing_ok`` (then it scores as two empty masks: Dice 1; with
+    ``labels`` None, two empty maps score the metastasis label).
     """
     return evaluate_pair(
         reference,
@@ -272,6 +274,8 @@ def choose_labels(
                 "--label N). If the reference holds one value per lesion, merge them first "
                 "(--reference-instances)."
             )
+        if not reference_values and missing_ok:
+            return [int(ModelLabel.METASTASIS)]  # a clean case: no metastasis in either map, scored as agreement
         if not reference_values:
             raise ImageError(
                 "Both the reference and the prediction are empty (every voxel is 0), so there is no label to "

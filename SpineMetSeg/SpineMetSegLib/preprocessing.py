@@ -34,12 +34,20 @@ import SimpleITK as sitk
 from . import imageio, regrid
 from .errors import GeometryError, ImageError, ModelError
 
-# CT, not MRI: air is about -1000 HU and many voxels of any body CT are air. MRI is never that negative in bulk.
-CT_AIR_HU = -500.0
+# CT, not MRI, however it is stored (Hounsfield units, HU + 1024 as 0..4095, with -32768 or -3024 padding): CT's
+# scale is fixed, so above the air level (the low end of the histogram) soft tissue and fat sit about 1000
+# higher in a narrow band, bone far above them. MRI's scale is arbitrary and its tissues spread widely. Distances
+# below are from the air level.
+CT_PADDING_GAP = 300.0  # a constant this far below every other value is padding, not air
+CT_AIR_PERCENTILE = 1.0
+CT_AIR_BAND = 150.0  # air voxels: within this of the air level
 CT_MIN_AIR_FRACTION = 0.05
-# CT's lowest stored values: -1000 (air), -1024 or -3024 (outside the reconstruction circle).
-CT_LOWEST_HU = -3100.0
-CT_BONE_HU = 300.0
+CT_TISSUE_BAND = (850.0, 1200.0)  # soft tissue and fat: -150 .. +200 HU
+CT_MIN_TISSUE_FRACTION = 0.3  # of the voxels that are not air
+CT_TISSUE_PEAK_RATIO = 6.0  # the tissue band holds this many times more voxels than each band of its width beside it
+CT_BONE_ABOVE_AIR = 1300.0  # bone: +300 HU and more
+CT_MIN_BONE_FRACTION = 0.002
+DICOM_MODALITY_TAG = imageio.DICOM_MODALITY_TAG
 
 # The body: voxels brighter than this share of a channel's upper percentile in any channel.
 BODY_THRESHOLD_FRACTION = 0.1
@@ -82,20 +90,47 @@ def image_to_array(image: sitk.Image) -> np.ndarray:
 
 
 def looks_like_ct(image: sitk.Image) -> bool:
-    """True for Hounsfield-unit intensities: a large share of voxels below ``CT_AIR_HU`` and a CT value range."""
-    array = sitk.GetArrayViewFromImage(image)
-    low, high = float(array.min()), float(array.max())
-    if low > CT_AIR_HU or low < CT_LOWEST_HU or high < CT_BONE_HU:
-        return False
-    sample = _sample(array)
-    return float(np.count_nonzero(sample < CT_AIR_HU)) / sample.size >= CT_MIN_AIR_FRACTION
+    """True for a CT volume: the DICOM modality where the image has one, else the shape of its histogram.
+
+    The histogram test does not depend on how CT was stored (see the ``CT_*`` constants): a share of voxels
+    at the air level, a narrow peak of soft tissue about 1000 above it, and bone beyond.
+    """
+    if image.HasMetaDataKey(DICOM_MODALITY_TAG):
+        modality = image.GetMetaData(DICOM_MODALITY_TAG).strip().upper()
+        if modality in ("CT", "MR"):
+            return modality == "CT"
+    sample = _sample(sitk.GetArrayViewFromImage(image)).astype(np.float32)
+    lowest = float(sample.min())
+    rest = sample[sample > lowest]
+    # A constant far below every other value may be padding outside the reconstruction circle, or noiseless air.
+    padded = rest.size > 0 and float(rest.min()) - lowest > CT_PADDING_GAP
+    return _ct_histogram(sample) or (padded and _ct_histogram(rest))
 
 
-def check_inputs(images: Mapping[str, sitk.Image], card: Any) -> Dict[str, sitk.Image]:
+def _ct_histogram(sample: np.ndarray) -> bool:
+    above = sample - np.percentile(sample, CT_AIR_PERCENTILE)
+
+    def share(low: float, high: float) -> float:
+        return float(np.count_nonzero((above >= low) & (above < high))) / above.size
+
+    low, high = CT_TISSUE_BAND
+    width = high - low
+    tissue = share(low, high)
+    air = share(-np.inf, CT_AIR_BAND)
+    return (
+        CT_MIN_AIR_FRACTION <= air < 1.0
+        and tissue >= CT_MIN_TISSUE_FRACTION * (1.0 - air)
+        and tissue >= CT_TISSUE_PEAK_RATIO * max(share(low - width, low), share(high, high + width))
+        and share(CT_BONE_ABOVE_AIR, np.inf) >= CT_MIN_BONE_FRACTION
+    )
+
+
+def check_inputs(images: Mapping[str, sitk.Image], card: Any, *, ct_check: bool = True) -> Dict[str, sitk.Image]:
     """Validate the inputs against the card and each image on its own; return them, first input first.
 
     Raises ``ImageError`` for an unknown sequence name, fewer sequences than the card needs, a 2D/4D/vector
-    image, NaN or infinite voxels, an empty or constant volume, or a CT scan.
+    image, NaN or infinite voxels, an empty or constant volume, or a CT scan (unless ``ct_check`` is False: the
+    user is sure the volume is MRI).
     """
     spec = card_dict(card)
     accepted = [str(name).lower() for name in spec["inputs"]]
@@ -114,10 +149,11 @@ def check_inputs(images: Mapping[str, sitk.Image], card: Any) -> Dict[str, sitk.
         label = f"{key.upper()} image"
         imageio.check_3d(image, label)
         imageio.check_intensity_image(image, key.upper())
-        if looks_like_ct(image):
+        if ct_check and looks_like_ct(image):
             raise ImageError(
-                f"The {label} looks like CT (Hounsfield units: many voxels below {CT_AIR_HU:g}), not MRI. "
-                f"{model} segments MRI ({', '.join(accepted)}); give an MRI volume."
+                f"The {label} looks like CT, not MRI (its DICOM modality, or air, soft tissue about 1000 above it "
+                f"and bone beyond, as CT stores them). {model} segments MRI ({', '.join(accepted)}); give an MRI "
+                "volume. If you are sure it is MRI, add --not-ct."
             )
         checked[key] = image
     if len(checked) < needed:
@@ -314,13 +350,15 @@ def box_geometry(grid: imageio.Geometry, box: Box) -> imageio.Geometry:
     return imageio.Geometry(size, grid.spacing, tuple(origin), grid.direction)
 
 
-def prepare(images: Mapping[str, sitk.Image], card: Any, *, crop_to_body: bool = True) -> PreparedInput:
+def prepare(images: Mapping[str, sitk.Image], card: Any, *, crop_to_body: bool = True, ct_check: bool = True
+            ) -> PreparedInput:
     """Check, align, reorient, resample, crop and normalise ``images`` for the model ``card`` describes.
 
     ``crop_to_body=False`` keeps the whole volume (for comparisons; the network then also sees empty background).
+    ``ct_check=False`` skips the CT check (the user is sure the volumes are MRI).
     """
     spec = card_dict(card)
-    checked = check_inputs(images, card)
+    checked = check_inputs(images, card, ct_check=ct_check)
     arrays, grid = model_arrays(checked, spec)
     statistics = {name: intensity_statistics(array, spec["normalization"]) for name, array in arrays.items()}
     uppers = [statistics[name][1] for name in arrays]

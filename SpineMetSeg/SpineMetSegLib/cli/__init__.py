@@ -5,7 +5,8 @@ parser and sets ``run`` (a function of the parsed arguments returning an exit co
 MONAI) happen inside ``run`` so ``spinemetseg --help`` stays fast.
 
 Errors derived from ``SpineMetSegError`` are printed as ``error: <message>`` with exit code 2, never as a
-traceback; Ctrl-C / SIGTERM exit with 130.
+traceback; Ctrl-C / SIGTERM exit with 130; any other error prints one ``error:`` line naming the log file
+that holds its traceback (``$SPINEMETSEG_HOME/logs``) and exits with 1.
 """
 
 from __future__ import annotations
@@ -16,7 +17,7 @@ import sys
 from typing import List, Optional
 
 from .. import __version__
-from ..errors import EXIT_CANCELLED, EXIT_USER_ERROR, CancelledError, SpineMetSegError
+from ..errors import EXIT_CANCELLED, EXIT_UNEXPECTED, EXIT_USER_ERROR, CancelledError, SpineMetSegError
 from . import batch, batch_merge, dataset, demo, evaluate, lesions, models, phantom, plan, segment, train
 
 SUBCOMMANDS = (demo, segment, evaluate, lesions, plan, phantom, dataset, models, train, batch, batch_merge)
@@ -49,14 +50,40 @@ def main(argv: Optional[List[str]] = None) -> int:
     previous = signal.signal(signal.SIGTERM, _raise_cancelled)
     try:
         return int(args.run(args) or 0)
-    except (KeyboardInterrupt, CancelledError):
-        print("cancelled: nothing was written", file=sys.stderr)
+    except (KeyboardInterrupt, CancelledError) as error:
+        print(f"cancelled: {getattr(error, 'outcome', 'nothing was written')}", file=sys.stderr)
         return EXIT_CANCELLED
     except SpineMetSegError as error:
         print(f"error: {error}", file=sys.stderr)
         return EXIT_USER_ERROR
+    except Exception as error:  # noqa: BLE001 - the last line of defence: a message and a log, never a traceback
+        return _report_unexpected(error, argv)
     finally:
         signal.signal(signal.SIGTERM, previous)
+
+
+def _report_unexpected(error: Exception, argv: Optional[List[str]]) -> int:
+    """Print one ``error:`` line for an error no check foresaw, keep the traceback in a log; return the exit code.
+
+    A file-system error (a file that vanished, no permission) is the user's to fix: exit 2. Anything else is a
+    bug: exit 1, with the log to report.
+    """
+    from ..errorlog import log_traceback
+
+    log = log_traceback(" ".join(["spinemetseg", *(argv if argv is not None else sys.argv[1:])]))
+    where = f"the full traceback is in {log}" if log else "no log file could be written"
+    if isinstance(error, MemoryError):
+        print(f"error: out of memory. Close other programs, use a smaller volume or a machine with more memory "
+              f"({where}).", file=sys.stderr)
+        return EXIT_UNEXPECTED
+    if isinstance(error, OSError):
+        named = f" {error.filename}" if error.filename else ""
+        print(f"error: cannot access{named}: {error.strerror or error}. Check the path and its permissions "
+              f"({where}).", file=sys.stderr)
+        return EXIT_USER_ERROR
+    print(f"error: unexpected {type(error).__name__}: {error}. This is a bug in spinemetseg, not a problem "
+          f"with your data as far as it checked; {where}. Please report it with that file.", file=sys.stderr)
+    return EXIT_UNEXPECTED
 
 
 if __name__ == "__main__":

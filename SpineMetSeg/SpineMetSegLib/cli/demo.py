@@ -41,9 +41,11 @@ def run(args: argparse.Namespace) -> int:
     from .. import catalog, inference, metrics, overlay, phantom
     from ..atomicfile import write_text_atomic
     from ..labels import ModelLabel
+    from ..outputpaths import check_output_folder
 
     started = time.perf_counter()
     output = Path(args.output)
+    check_output_folder("--output", output)
     print(f"1/4 synthetic case: phantom seed {args.seed}, {DEMO_ACQUISITION}, T1 + T2 + STIR")
     case = phantom.generate_case(args.seed, acquisition=DEMO_ACQUISITION)
     phantom.write_case(case, output / "case")

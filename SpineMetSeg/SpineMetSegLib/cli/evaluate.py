@@ -102,7 +102,8 @@ def register(subcommands: argparse._SubParsersAction) -> None:
     )  # fmt: skip
     parser.add_argument(
         "--allow-missing-label", action="store_true",
-        help="score a --label that neither map holds as agreement (Dice 1) instead of an error",
+        help="no warning for a --label that neither map holds (a clean case; it scores as agreement, Dice 1, "
+        "either way)",
     )  # fmt: skip
     parser.set_defaults(run=run)
 
@@ -118,7 +119,36 @@ def run(args: argparse.Namespace) -> int:
         raise SpineMetSegError("Give both --reference-dir and --prediction-dir.")
     if args.reference_instances and (not args.label or len(args.label) != 1):
         raise SpineMetSegError("--reference-instances needs exactly one --label (the value to compare).")
+    from ..outputpaths import check_paths
+
+    check_paths(
+        {"--json": args.json, "--csv": args.csv, "--png": args.png},
+        {"--reference": args.reference, "--prediction": args.prediction, "--image": args.image,
+         "--reference-dir": args.reference_dir, "--prediction-dir": args.prediction_dir},
+    )
     return _run_pair(args) if pair else _run_cohort(args)
+
+
+def _labels_of_pair(reference: Any, prediction: Any, labels: Optional[List[int]], *, warn: bool
+                    ) -> Optional[List[int]]:
+    """The labels to score; a clean case (both maps empty) scores the metastasis label, with a warning.
+
+    A label absent from both maps scores as agreement (Dice 1, no lesions, no false positives) by the
+    documented convention; the warning says so, since a mistyped label value looks the same.
+    """
+    from ..labelmaps import describe_values, label_array, label_values
+    from ..labels import ModelLabel
+
+    held = label_values(label_array(reference, "reference")), label_values(label_array(prediction, "prediction"))
+    clean = not held[0] and not held[1]
+    for label in labels or ([int(ModelLabel.METASTASIS)] if clean else []):
+        if warn and label not in held[0] and label not in held[1]:
+            contents = (f" (the reference holds {describe_values(held[0])}, the prediction "
+                        f"{describe_values(held[1])}; check the label value if the case is not clean)"
+                        if held[0] or held[1] else "")
+            print(f"warning: label {label} is absent from both the reference and the prediction: scored as "
+                  f"agreement (Dice 1, no lesions, no false positives){contents}.", file=sys.stderr)
+    return labels
 
 
 def _run_pair(args: argparse.Namespace) -> int:
@@ -134,10 +164,10 @@ def _run_pair(args: argparse.Namespace) -> int:
     evaluation = metrics.evaluate_pair(
         reference,
         prediction,
-        labels=args.label,
+        labels=_labels_of_pair(reference, prediction, args.label, warn=not args.allow_missing_label),
         min_lesion_volume_ml=args.min_lesion_volume,
         iou_threshold=args.iou_threshold,
-        missing_ok=args.allow_missing_label,
+        missing_ok=True,
     )
     background = imageio.read_image(args.image, name="overlay") if args.image and args.png else None
     result = evaluation.metrics()

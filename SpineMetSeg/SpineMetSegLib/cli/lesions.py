@@ -48,7 +48,9 @@ def register(subcommands: argparse._SubParsersAction) -> None:
 def run(args: argparse.Namespace) -> int:
     from .. import imageio, lesions
     from ..labelmaps import describe_values, label_array, label_values
+    from ..outputpaths import check_paths
 
+    check_paths({"--csv": args.csv}, {"SEG": args.segmentation, "--anatomy": args.anatomy})
     segmentation = imageio.read_image(args.segmentation, name="segmentation")
     anatomy = imageio.read_image(args.anatomy, name="anatomy") if args.anatomy else None
     found = lesions.measure_lesions(

@@ -71,11 +71,11 @@ def run(args: argparse.Namespace) -> int:
         return run_anatomy(args)
     if args.generate:
         raise SpineMetSegError("--generate works with --anatomy-from; a phantom case always has T1, T2 and STIR.")
+    from ..outputpaths import check_output_folder
     from ..phantom import generate_case, write_case
 
     output = Path(args.output)
-    if output.exists() and not output.is_dir():
-        raise SpineMetSegError(f"The output {output} is a file; give a folder to write the case into.")
+    check_output_folder("--output", output)
     case = generate_case(args.seed, acquisition=args.acquisition, contrast=args.contrast)
     try:
         written = write_case(case, output, png=args.png)
@@ -105,12 +105,12 @@ def run(args: argparse.Namespace) -> int:
 def run_anatomy(args: argparse.Namespace) -> int:
     from ..data.anatomy_case import generate_anatomy_case, write_anatomy_case
     from ..data.real_case import load_real_case
+    from ..outputpaths import check_output_folder
 
     if args.acquisition is not None:
         raise SpineMetSegError("--acquisition is for the phantom; a real case keeps its own grid.")
     output = Path(args.output)
-    if output.exists() and not output.is_dir():
-        raise SpineMetSegError(f"The output {output} is a file; give a folder to write the case into.")
+    check_output_folder("--output", output)
     case = generate_anatomy_case(load_real_case(args.anatomy_from), args.seed, generate=args.generate,
                                  contrast=args.contrast)
     try:

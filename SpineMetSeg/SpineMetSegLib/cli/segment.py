@@ -58,6 +58,8 @@ def register(subcommands: argparse._SubParsersAction) -> None:
         help="keep only lesions whose mean metastasis probability is at least P, 0 to 1 (default: the model "
         "card's value): lower finds more lesions and more false ones, higher fewer of both",
     )
+    parser.add_argument("--not-ct", action="store_true",
+                        help="the inputs are MRI even though one looks like CT: skip the CT check")
     parser.add_argument("--probabilities", metavar="PATH", help="also write the metastasis probability map")
     parser.add_argument("--lesions-csv", metavar="PATH", help="also write one row per lesion (volume, vertebra, ...)")
     parser.set_defaults(run=run)
@@ -68,6 +70,8 @@ def run(args: argparse.Namespace) -> int:
     from ..progress import ProgressReporter
 
     inputs = _inputs(args)
+    inference.check_output_paths(inputs, args.output, args.probabilities, args.lesions_csv,
+                                 {"--weights": args.weights, "--card": args.card})
     card, model = _model(args)
     card = with_min_lesion_probability(card, args.min_lesion_probability)
     result = inference.segment_files(
@@ -82,6 +86,7 @@ def run(args: argparse.Namespace) -> int:
         mixed_precision=not args.float32,
         threads=args.threads,
         progress=ProgressReporter(),
+        ct_check=not args.not_ct,
     )
     print(summary(result, card, args.output))
     return 0

@@ -73,6 +73,8 @@ def register(subcommands: argparse._SubParsersAction) -> None:
     parser.add_argument("--name", default="spinemetseg-custom", help="model name in the card")
     parser.add_argument("--version", dest="model_version", default="1.0.0", help="model version in the card")
     parser.add_argument("--resume", action="store_true", help="continue from the checkpoint in --output")
+    parser.add_argument("--overwrite", action="store_true",
+                        help="start afresh in an --output folder that already holds a model (it is replaced)")
     parser.add_argument("--no-progress-bar", action="store_true", help="no progress bar on standard error")
     parser.set_defaults(run=run)
 
@@ -116,8 +118,21 @@ def run(args: argparse.Namespace) -> int:
         network_strides=args.strides,
         command="spinemetseg " + " ".join(shlex.quote(a) for a in sys.argv[1:]),
     )
+    _check_before_training(args, config)
     result = train(config, resume=args.resume, progress=ProgressReporter(), progress_bar=not args.no_progress_bar)
     if result.model_file is not None:
         print(f"model: {result.model_file}\ncard: {result.card_file}\n"
               f"add it with: spinemetseg models import {result.model_file} --card {result.card_file}")
     return 0
+
+
+def _check_before_training(args: argparse.Namespace, config) -> None:
+    """Refuse a bad --output or --data in seconds, before a model is built or a case generated."""
+    from ..outputpaths import check_output_folder
+    from ..training.checks import check_run_folder, check_training_folder
+    from ..training.loop import base_card
+
+    check_output_folder("--output", args.output)
+    check_run_folder(args.output, resume=args.resume, overwrite=args.overwrite)
+    if args.data:
+        check_training_folder(args.data, base_card(config))
