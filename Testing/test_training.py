@@ -218,7 +218,10 @@ def test_shipped_model_segments_a_synthetic_case(tmp_path):
     assert case.info["lesions"], "the chosen seed must have lesions"
     result = segment_images(case.images, card, device="cpu")
     metrics = compute_metrics(target, result.labels, labels=[1, 2], missing_ok=True)
-    assert metrics["1"]["dice"] >= 0.7
+    # 2.0.0 traded phantom accuracy for real anatomy: Dice 0.61 on this case, its 34 mm lesion found and the three
+    # smaller ones missed (1.2.0, phantom-only, reached >= 0.7); its phantom validation is in the card and README.
+    assert metrics["1"]["dice"] >= 0.5
+    assert metrics["1"]["lesions"]["detected"] >= 1
     assert metrics["2"]["dice"] >= 0.85
 
 
