@@ -224,6 +224,37 @@ def test_voxels_far_from_lesions_and_look_alikes_are_unchanged(real_case, seed):
     assert not np.array_equal(after[~far], case.sequences["t2"][~far])
 
 
+def _height(mask: np.ndarray, axis: int) -> int:
+    along = np.flatnonzero(mask.any(axis=tuple(a for a in range(3) if a != axis)))
+    return int(along.max() - along.min() + 1) if along.size else 0
+
+
+def test_a_pathological_fracture_costs_its_body_height_and_changes_only_that_body(real_case):
+    from SpineMetSegLib.data.lesion_drawing import collapse_body
+
+    case = load_real_case(real_case)
+    axis = case.superior_axis[0]
+    collapsed = collapse_body(case, 3, 0.3, superior=True)
+    before, after = _height(case.bodies == 3, axis), _height(collapsed.bodies == 3, axis)
+    assert after == pytest.approx(0.7 * before, abs=1.5)
+    for other in (1, 2, 4, 5):
+        assert np.array_equal(collapsed.bodies == other, case.bodies == other)
+    changed = collapsed.sequences["t2"] != case.sequences["t2"]
+    assert changed.any() and np.all((case.bodies == 3)[changed])  # only voxels the body lost
+    assert not np.any(collapsed.bodies[changed])
+
+
+def test_fractures_are_drawn_only_when_asked_and_leave_other_seeds_unchanged(real_case):
+    case = load_real_case(real_case)
+    plain = generate_anatomy_case(case, 5, lesion_count=2)
+    assert plain.info["pathological_fracture"] is None
+    fractured = generate_anatomy_case(case, 5, lesion_count=2, fracture_probability=1.0)
+    fracture = fractured.info["pathological_fracture"]
+    assert fracture is not None and fractured.info["lesions"][0]["host_body"] == fracture["host_body"]
+    body_voxels = (sitk.GetArrayFromImage(fractured.anatomy) > 0) & (case.bodies == fracture["host_body"])
+    assert body_voxels.sum() < (case.bodies == fracture["host_body"]).sum()
+
+
 def _lesion_and_marrow(drawn, case, sequence: str, lesion: dict):
     image = sitk.GetArrayFromImage(drawn.images[sequence])
     lesions = sitk.GetArrayFromImage(drawn.lesions)

@@ -63,6 +63,9 @@ def register(subcommands: argparse._SubParsersAction) -> None:
     parser.add_argument("--generate", nargs="+", choices=("t1", "t2", "stir"), default=[], metavar="SEQUENCE",
                         help="with --anatomy-from: also write these sequences converted from the case's first image "
                         "(textbook-like contrast, or random per tissue with --contrast randomized)")
+    parser.add_argument("--fracture-probability", type=float, default=0.1, metavar="P",
+                        help="with --anatomy-from: how often the first lesion's body also collapses (a pathological "
+                        "fracture; default 0.1)")
     parser.set_defaults(run=run)
 
 
@@ -111,8 +114,10 @@ def run_anatomy(args: argparse.Namespace) -> int:
         raise SpineMetSegError("--acquisition is for the phantom; a real case keeps its own grid.")
     output = Path(args.output)
     check_output_folder("--output", output)
+    if not 0.0 <= args.fracture_probability <= 1.0:
+        raise SpineMetSegError(f"--fracture-probability must be between 0 and 1, got {args.fracture_probability}.")
     case = generate_anatomy_case(load_real_case(args.anatomy_from), args.seed, generate=args.generate,
-                                 contrast=args.contrast)
+                                 contrast=args.contrast, fracture_probability=args.fracture_probability)
     try:
         written = write_anatomy_case(case, output, png=args.png)
     except OSError as error:
@@ -122,6 +127,10 @@ def run_anatomy(args: argparse.Namespace) -> int:
     print(f"seed {info['seed']}: simulated lesions in real anatomy from {info['anatomy_from']}; sequences "
           + ", ".join(f"{name} ({how})" for name, how in info["sequences"].items()))
     print(f"{len(info['lesions'])} lesion(s), {len(info['look_alikes'])} look-alike(s)")
+    if info["pathological_fracture"]:
+        fracture = info["pathological_fracture"]
+        print(f"  pathological fracture of body {fracture['host_body']}: {fracture['height_loss']:.0%} of its height "
+              f"lost at the {fracture['endplate']} endplate")
     for lesion in info["lesions"]:
         print(f"  lesion {lesion['id']}: {lesion['type']} in body {lesion['host_body']} ({lesion['location']}), "
               f"{lesion['volume_ml']:.3f} mL, diameter {lesion['diameter_mm']:.1f} mm")

@@ -33,11 +33,12 @@ import SimpleITK as sitk
 from ..errors import SpineMetSegError
 from ..labels import Anatomy
 from .contrast import TissueClasses, convert, tissue_classes
-from .lesion_drawing import Finding, draw, plan_findings, sequence_rule
+from .lesion_drawing import Finding, collapse_body, draw, plan_findings, sequence_rule
 from .real_case import RealCase
 
 LESIONS_PER_CASE = (1, 4)
 LOOK_ALIKES_PER_CASE = (0, 3)
+FRACTURE_HEIGHT_LOSS = (0.15, 0.4)  # share of a body's height lost in a simulated pathological fracture
 LOOK_ALIKE_ANATOMY = {"haemangioma": Anatomy.HAEMANGIOMA, "focal_fat": Anatomy.FOCAL_FAT,
                       "modic1": Anatomy.MODIC, "modic2": Anatomy.MODIC, "schmorl": Anatomy.MODIC}
 CONTRAST_MODES = ("standard", "randomized")
@@ -76,20 +77,35 @@ def _describe(finding: Finding, number: int, voxel_ml: float, bodies: np.ndarray
 
 def generate_anatomy_case(case: RealCase, seed: int, *, generate: Sequence[str] = (), contrast: str = "standard",
                           lesion_count: Optional[int] = None, look_alike_count: Optional[int] = None,
-                          classes: Optional[TissueClasses] = None) -> AnatomyCase:
-    """Draw the case of ``seed`` into ``case`` (see module docstring); ``classes`` may be passed to save time."""
+                          classes: Optional[TissueClasses] = None, fracture_probability: float = 0.0) -> AnatomyCase:
+    """Draw the case of ``seed`` into ``case`` (see module docstring); ``classes`` may be passed to save time.
+
+    With ``fracture_probability`` a case with lesions gets, that often, a pathological fracture of its first
+    lesion's body (``lesion_drawing.collapse_body``). The draw comes from a fourth random stream, so a case
+    without a fracture is the same as with ``fracture_probability=0``.
+    """
     if contrast not in CONTRAST_MODES:
         raise SpineMetSegError(f"Unknown contrast {contrast!r}; choose one of {', '.join(CONTRAST_MODES)}.")
     unknown = [name for name in generate if name not in ("t1", "t2", "stir")]
     if unknown:
         raise SpineMetSegError(f"Cannot generate {', '.join(unknown)}: choose from t1, t2, stir.")
-    geometry_rng, contrast_rng, count_rng = (np.random.default_rng(s)
-                                             for s in np.random.SeedSequence(int(seed)).spawn(3))
+    # spawn(4)[:3] are the same streams as spawn(3): the fourth (fractures) leaves earlier cases unchanged.
+    geometry_rng, contrast_rng, count_rng, fracture_rng = (np.random.default_rng(s)
+                                                           for s in np.random.SeedSequence(int(seed)).spawn(4))
     if lesion_count is None:
         lesion_count = int(count_rng.integers(LESIONS_PER_CASE[0], LESIONS_PER_CASE[1] + 1))
     if look_alike_count is None:
         look_alike_count = int(count_rng.integers(LOOK_ALIKES_PER_CASE[0], LOOK_ALIKES_PER_CASE[1] + 1))
-    lesions, look_alikes = plan_findings(case, geometry_rng, lesion_count, look_alike_count)
+    fracture = None
+    if lesion_count > 0 and fracture_rng.random() < fracture_probability:
+        host = int(fracture_rng.choice(np.unique(case.bodies[case.bodies > 0])))
+        loss = float(fracture_rng.uniform(*FRACTURE_HEIGHT_LOSS))
+        superior = bool(fracture_rng.random() < 0.7)  # the superior endplate gives way more often
+        case = collapse_body(case, host, loss, superior)
+        fracture = {"host_body": host, "height_loss": round(loss, 3),
+                    "endplate": "superior" if superior else "inferior"}
+    lesions, look_alikes = plan_findings(case, geometry_rng, lesion_count, look_alike_count,
+                                         first_host=None if fracture is None else fracture["host_body"])
     source_name, source = next(iter(case.sequences.items()))
     channels: Dict[str, np.ndarray] = dict(case.sequences)
     for name in generate:
@@ -118,6 +134,7 @@ def generate_anatomy_case(case: RealCase, seed: int, *, generate: Sequence[str] 
         "vertebral_bodies": case.body_count,
         "spinal_canal_labelled": False,
         "lesions": [_describe(f, n, voxel_ml, case.bodies) for n, f in enumerate(lesions, start=1)],
+        "pathological_fracture": fracture,
         "look_alikes": [{"kind": f.kind, "host_body": f.host, "location": f.location,
                          "volume_ml": round(float(f.mask.sum()) * voxel_ml, 4)} for f in look_alikes],
         "note": "simulated lesions drawn into a real healthy scan; not a real metastasis",

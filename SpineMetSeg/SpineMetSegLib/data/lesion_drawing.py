@@ -11,8 +11,9 @@ into the epidural space (up to a few mm outside the body mask), and a few replac
 and mixed lesions have, per sequence, an intensity drawn as a factor of the host body's marrow median *in that
 sequence* (``LESION_FACTORS``: lytic dark on T1 and bright on T2 and STIR, sclerotic dark on all), a smooth
 texture, the scan's own fine texture and noise kept, and a partial-volume edge. Look-alikes (haemangioma, focal
-fat, Modic type 1 and 2 endplate changes, Schmorl nodes) are drawn the same way and never labelled. Not drawn:
-pathological fractures (loss of body height) - the scan's anatomy is kept as it is.
+fat, Modic type 1 and 2 endplate changes, Schmorl nodes) are drawn the same way and never labelled.
+``collapse_body`` simulates a pathological fracture: one endplate of a body sinks (loss of height), the lost part
+takes the signal of the neighbouring disc and leaves the body mask.
 
 The factor ranges follow the textbook signal of each finding relative to normal fatty marrow; they are simulation
 parameters, not measurements.
@@ -255,12 +256,16 @@ def _make_look_alike(bodies: _Bodies, host: int, taken: np.ndarray, rng: np.rand
 
 
 def plan_findings(case: RealCase, rng: np.random.Generator, lesion_count: int,
-                  look_alike_count: int) -> Tuple[List[Finding], List[Finding]]:
-    """Place ``lesion_count`` metastases and ``look_alike_count`` look-alikes (fewer when a body has no room)."""
+                  look_alike_count: int, first_host: Optional[int] = None) -> Tuple[List[Finding], List[Finding]]:
+    """Place ``lesion_count`` metastases (the first in ``first_host`` when given) and ``look_alike_count``
+    look-alikes (fewer when a body has no room)."""
     bodies = _Bodies(case)
     taken = np.zeros(case.bodies.shape, dtype=bool)
     lesions: List[Finding] = []
     hosts = list(rng.permutation(bodies.numbers))
+    if first_host is not None:
+        hosts.remove(first_host)
+        hosts.insert(0, first_host)
     for index in range(lesion_count):
         # Mostly one lesion per body; now and then a second in a body that has one.
         host = hosts[index % len(hosts)] if rng.random() > 0.15 or not lesions else lesions[-1].host
@@ -303,3 +308,43 @@ def draw(channel: np.ndarray, rule: str, findings: Sequence[Finding], bodies: np
         blended = (1.0 - finding.alpha) * local + finding.alpha * np.maximum(target, 0.0)
         out[finding.box] = np.where(finding.alpha > 0, blended, local)
     return out
+
+
+def collapse_body(case: RealCase, host: int, height_loss: float, superior: bool) -> RealCase:
+    """A copy of ``case`` in which body ``host`` lost ``height_loss`` (0-1) of its height at its superior (or
+    inferior) endplate: per column along the superior axis, the lost voxels leave the body mask and take the value
+    of the first voxel beyond the endplate (the disc), so every sequence shows the same collapse."""
+    from scipy import ndimage
+
+    axis, sign = case.superior_axis
+    box = ndimage.find_objects((case.bodies == host).astype(np.uint8))[0]
+    # Move the superior axis last and orient it so that index grows towards the collapsing endplate.
+    towards = sign if superior else -sign
+    body = np.moveaxis(case.bodies[box] == host, axis, -1)
+    if towards < 0:
+        body = body[..., ::-1]
+    n = body.shape[-1]
+    index = np.arange(n)
+    present = body.any(axis=-1)
+    top = np.where(present, n - 1 - np.argmax(body[..., ::-1], axis=-1), -1)  # last body voxel of each column
+    bottom = np.where(present, np.argmax(body, axis=-1), 0)
+    height = float(np.max(top - bottom + 1)) if present.any() else 0.0
+    cut = np.ceil(height * height_loss)
+    lost = body & (index >= (top - cut + 1)[..., None])
+    bodies = case.bodies.copy()
+    view = np.moveaxis(bodies[box], axis, -1)
+    if towards < 0:
+        view = view[..., ::-1]
+    view[lost] = 0  # writes through into bodies (views all the way)
+    sequences = {}
+    beyond = np.clip(top + 1, 0, n - 1)
+    for name, array in case.sequences.items():
+        out = array.copy()
+        local = np.moveaxis(out[box], axis, -1)
+        if towards < 0:
+            local = local[..., ::-1]
+        disc = np.take_along_axis(local, beyond[..., None], axis=-1)
+        local[lost] = np.broadcast_to(disc, local.shape)[lost]
+        sequences[name] = out
+    return RealCase(case.name, sequences, bodies, case.reference, case.spacing, case.posterior_axis,
+                    case.superior_axis)
