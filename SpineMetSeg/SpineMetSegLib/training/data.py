@@ -143,6 +143,7 @@ CLEAN_CASE_PROBABILITY = 0.15  # real cases drawn without any lesion (look-alike
 PLAUSIBLE_CONTRAST_PROBABILITY = 0.65  # a missing sequence is T1/T2/STIR-like, else random per tissue class
 THICK_SLICE_PROBABILITY = 0.5  # average 2-5 adjacent 1 mm sagittal slices, like a clinical 3-5 mm series
 THICK_SLICE_RANGE = (2, 5)
+FRACTURE_PROBABILITY = 0.1  # cases with lesions whose first lesion's body also collapses (stage 7 on; 2.0.0 had 0)
 
 
 class AnatomySampler:
@@ -153,10 +154,11 @@ class AnatomySampler:
     lesion's contrast follows its sequence. Cases are cropped to the bodies plus ``ANATOMY_MARGIN_MM``.
     """
 
-    def __init__(self, folders: Sequence[str], card: Any):
+    def __init__(self, folders: Sequence[str], card: Any, fracture_probability: float = FRACTURE_PROBABILITY):
         from ..data.real_case import crop_to_bodies, load_real_case
 
         self.card = card
+        self.fracture_probability = fracture_probability
         self.cases = [crop_to_bodies(load_real_case(folder), ANATOMY_MARGIN_MM) for folder in folders]
         self._classes: Dict[str, Any] = {}
 
@@ -178,7 +180,8 @@ class AnatomySampler:
         plausible = rng.random() < PLAUSIBLE_CONTRAST_PROBABILITY
         lesion_count = 0 if rng.random() < CLEAN_CASE_PROBABILITY else None
         drawn = generate_anatomy_case(case, seed, generate=missing, contrast="standard" if plausible else "randomized",
-                                      lesion_count=lesion_count, classes=self._classes_of(case))
+                                      lesion_count=lesion_count, classes=self._classes_of(case),
+                                      fracture_probability=self.fracture_probability)
         images = {name: drawn.images[name] for name in inputs}
         if rng.random() < THICK_SLICE_PROBABILITY:
             images = thick_slices(images, int(rng.integers(THICK_SLICE_RANGE[0], THICK_SLICE_RANGE[1] + 1)))

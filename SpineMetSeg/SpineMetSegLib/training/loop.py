@@ -262,7 +262,7 @@ ANATOMY_TUNING_SEED_START = 7_000_000  # fixed seeds of the real-anatomy tuning 
 
 def anatomy_tuning_cases(card: Any, folders: List[str], count: int) -> List[CaseSlices]:
     """``count`` real-anatomy cases from the tuning split (cycling through its scans), fixed seeds, all slices."""
-    sampler = AnatomySampler(folders, card)
+    sampler = AnatomySampler(folders, card, fracture_probability=0.0)  # the same cases for every stage
     return [sampler.sample(ANATOMY_TUNING_SEED_START + i, case_index=i % len(folders), keep_all=True)
             for i in range(count)]
 
