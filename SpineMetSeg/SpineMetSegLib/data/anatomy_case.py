@@ -102,6 +102,7 @@ def generate_anatomy_case(case: RealCase, seed: int, *, generate: Sequence[str] 
         loss = float(fracture_rng.uniform(*FRACTURE_HEIGHT_LOSS))
         superior = bool(fracture_rng.random() < 0.7)  # the superior endplate gives way more often
         case = collapse_body(case, host, loss, superior)
+        classes = None  # the body mask changed: the tissue classes (and the soft body weight) are made again
         fracture = {"host_body": host, "height_loss": round(loss, 3),
                     "endplate": "superior" if superior else "inferior"}
     lesions, look_alikes = plan_findings(case, geometry_rng, lesion_count, look_alike_count,
