@@ -130,3 +130,28 @@ def test_segment_files_reports_reading_progress_before_it_segments(tmp_path, mon
     assert reports[len(reads)][0] != "read"  # every read line comes first
     percents = [percent for _, percent, _ in reports]
     assert percents == sorted(percents) and reports[-1][:2] == ("done", 100.0)
+
+
+def test_an_integer_input_on_the_model_grid_is_prepared_exactly_as_its_float_copy_was(monkeypatch):
+    # An int16 volume on the model's grid is read through a view in its stored type (no float32 copy of the
+    # whole volume); a float64 volume of the same values still takes the float32 copy, the path every input
+    # took before. The network input, the crop and the grids must be the same, bit for bit; the volume has more
+    # voxels than the statistics sample, so the sample is drawn from the view as it was from the copy.
+    from SpineMetSegLib import preprocessing
+
+    card = make_card()
+    rng = np.random.default_rng(0)
+    voxels = np.zeros((90, 130, 120), np.int16)  # (k, j, i): 1.4 million voxels
+    voxels[10:80, 20:110, 25:100] = rng.integers(100, 1500, (70, 90, 75))
+    monkeypatch.setattr(preprocessing, "BODY_SLAB_VOXELS", 5000)  # the body mask counted in many slabs
+    for direction in ((1, 0, 0, 0, 1, 0, 0, 0, 1), (-1, 0, 0, 0, -1, 0, 0, 0, 1), SAGITTAL):
+        prepared = {}
+        for pixel_type in (sitk.sitkInt16, sitk.sitkFloat64):
+            image = sitk.Cast(sitk.GetImageFromArray(voxels), pixel_type)
+            image.SetDirection(direction)
+            image.SetSpacing((0.8, 1.0, 1.0) if direction != SAGITTAL else (1.0, 1.0, 0.7))
+            prepared[pixel_type] = preprocessing.prepare({"t1": image}, card)
+        views, copies = prepared[sitk.sitkInt16], prepared[sitk.sitkFloat64]
+        assert views.array.shape[1:] != tuple(reversed(voxels.shape))  # cropped to the body
+        assert views.box == copies.box and views.crop_grid == copies.crop_grid
+        assert views.array.dtype == np.float32 and np.array_equal(views.array, copies.array)
