@@ -16,6 +16,10 @@ seg.nii.gz`` with the default model in a process of its own: its peak resident m
 child, from ``os.wait4``) and its wall time are reported, with the peak memory seen in each progress stage
 (``VmRSS`` sampled every 0.05 s) and the seconds until the first progress line after reading started. The two
 label maps are compared voxel by voxel when both ran. Target: peak under 4 GB (``TARGET_PEAK_GB``).
+
+``--prepare-axial`` measures instead ``preprocessing.prepare`` alone (no network), for each source tree, on the
+same voxels given an identity direction and 1 mm spacing: the model's grid is then the input's own (the worst
+case for the float copies). Reported: the memory held before (the input) and the peak during ``prepare``.
 """
 
 from __future__ import annotations
@@ -139,9 +143,54 @@ def _one(source: str, case: str, output: str, threads: str) -> None:
     print(json.dumps(row))
 
 
+def _prepare_axial(case: str) -> None:
+    import SimpleITK as sitk
+
+    from SpineMetSegLib import catalog, preprocessing
+
+    peak = [0.0]
+    stop = threading.Event()
+
+    def sample() -> None:
+        while not stop.wait(SAMPLE_SECONDS):
+            peak[0] = max(peak[0], _rss_mb(os.getpid()) or 0.0)
+
+    image = sitk.ReadImage(case)
+    image.SetDirection((1, 0, 0, 0, 1, 0, 0, 0, 1))
+    image.SetSpacing((1.0, 1.0, 1.0))
+    card = catalog.load_catalog().get()
+    before = _rss_mb(os.getpid())
+    sampler = threading.Thread(target=sample)
+    sampler.start()
+    started = time.perf_counter()
+    prepared = preprocessing.prepare({"t1": image}, card)
+    seconds = time.perf_counter() - started
+    stop.set()
+    sampler.join()
+    print(json.dumps({"held_before_mb": before, "peak_mb": peak[0], "seconds": seconds,
+                      "network_input_shape": list(prepared.array.shape)}))
+
+
+def prepare_axial_table(sources: Dict[str, Path], case: Path) -> None:
+    print(f"prepare alone on {case} given an identity direction and 1 mm spacing")
+    print(f"{'code':<5} {'held before GB':>14} {'peak GB':>8} {'seconds':>8}  network input")
+    for name, source in sources.items():
+        result = subprocess.run([sys.executable, __file__, "--_prepare", str(case)], capture_output=True, text=True,
+                                env=dict(os.environ, PYTHONPATH=str(source.resolve())), check=False)
+        if result.returncode != 0:
+            print(f"{name}: failed: {result.stderr[-2000:]}", file=sys.stderr)
+            continue
+        row = json.loads(result.stdout.splitlines()[-1])
+        print(f"{name:<5} {row['held_before_mb'] / 1024:>14.2f} {row['peak_mb'] / 1024:>8.2f} {row['seconds']:>8.1f}"
+              f"  {' x '.join(str(n) for n in row['network_input_shape'])}")
+
+
 def main() -> None:
     if len(sys.argv) > 1 and sys.argv[1] == "--_one":
         _one(*sys.argv[2:6])
+        return
+    if len(sys.argv) > 1 and sys.argv[1] == "--_prepare":
+        _prepare_axial(sys.argv[2])
         return
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--case", type=Path, default=Path(tempfile.gettempdir()) / "spinemetseg-huge.nii.gz",
@@ -151,11 +200,19 @@ def main() -> None:
     parser.add_argument("--old-source", type=Path, help="another folder holding SpineMetSegLib to compare with")
     parser.add_argument("--threads", type=int, help="--threads for segment")
     parser.add_argument("--json", type=Path, help="also write the results as JSON")
+    parser.add_argument("--prepare-axial", action="store_true",
+                        help="measure preprocessing.prepare alone on the case given a 1 mm identity grid")
     args = parser.parse_args()
 
     if not args.case.exists():
         print(f"writing the case to {args.case} ...", flush=True)
         write_case(args.case)
+    if args.prepare_axial:
+        sources = {"ours": args.source}
+        if args.old_source is not None:
+            sources["old"] = args.old_source
+        prepare_axial_table(sources, args.case)
+        return
     rows = {}
     with tempfile.TemporaryDirectory() as folder:
         outputs = {}
