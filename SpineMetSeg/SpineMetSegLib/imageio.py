@@ -17,10 +17,12 @@ from __future__ import annotations
 import gzip
 import os
 import struct
+import threading
+import time
 import zlib
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Optional, Tuple, Union
+from typing import Callable, Optional, Tuple, Union
 
 import numpy as np
 import SimpleITK as sitk
@@ -44,6 +46,15 @@ DICOM_POSITION_TOLERANCE_MM = 0.01
 DICOM_SPACING_TOLERANCE = 0.05
 DICOM_ORIENTATION_TOLERANCE = 1e-3
 DICOM_MODALITY_TAG = "0008|0060"
+# Reading progress: ITK reports none while it decodes a file, so while it reads, a line every this many seconds
+# with the share estimated from the time it has taken so far against the expected time (for NIfTI: as long as
+# the check pass over the same stream took; otherwise the file size at READ_BYTES_PER_SECOND).
+READ_PROGRESS_SECONDS = 1.0
+READ_BYTES_PER_SECOND = 50e6
+READ_PROGRESS_CAP = 0.95  # an estimate never claims the read is done
+
+# progress(fraction of the read 0..1, message)
+ReadProgress = Callable[[float, str], None]
 
 
 @dataclass(frozen=True)
@@ -87,11 +98,13 @@ def suffix_of(path: PathLike) -> str:
     return Path(name).suffix
 
 
-def read_image(path: PathLike, *, name: str = "") -> sitk.Image:
+def read_image(path: PathLike, *, name: str = "", progress: Optional[ReadProgress] = None) -> sitk.Image:
     """Read a 3D scalar image from a file or a DICOM series folder.
 
     Raises ``ImageError`` for a missing or unreadable file, a 2D image (also a single slice), a 4D image or a
     multi-component (vector, RGB) image. ``name`` (``"T1"``, ``"reference"``, ...) goes into the messages.
+    ``progress(fraction, message)`` hears how far the read is, about once a second for a file (NIfTI: the check
+    pass over the stream is the first half, by bytes; ITK's decoding the second, estimated by time).
     """
     path = Path(path)
     label = f"{name} image {path}" if name else f"image {path}"
@@ -100,10 +113,15 @@ def read_image(path: PathLike, *, name: str = "") -> sitk.Image:
     if path.is_dir():
         image = _read_dicom_series(path, label)
     else:
+        expected = _file_size(path) / READ_BYTES_PER_SECOND
+        share = 0.0  # of the read done before ITK's decoding
         if suffix_of(path) in (".nii", ".nii.gz"):
-            _check_nifti_complete(path, label)
+            started = time.monotonic()
+            _check_nifti_complete(path, label, _scaled(progress, 0.0, 0.5))
+            expected, share = time.monotonic() - started, 0.5
         try:
-            image = sitk.ReadImage(str(path))
+            with _progress_while(progress, share, expected, "decoding"):
+                image = sitk.ReadImage(str(path))
         except RuntimeError as error:
             first = str(error).strip().splitlines()[-1] if str(error).strip() else ""
             raise ImageError(
@@ -114,11 +132,54 @@ def read_image(path: PathLike, *, name: str = "") -> sitk.Image:
     return image
 
 
-def _check_nifti_complete(path: Path, label: str) -> None:
+def _file_size(path: Path) -> int:
+    try:
+        return path.stat().st_size
+    except OSError:
+        return 0
+
+
+def _scaled(progress: Optional[ReadProgress], low: float, high: float) -> Optional[ReadProgress]:
+    if progress is None:
+        return None
+    return lambda fraction, message: progress(low + (high - low) * fraction, message)
+
+
+class _progress_while:
+    """While the block runs (ITK reading, which reports nothing), report progress every
+    ``READ_PROGRESS_SECONDS`` from a thread: ``share`` + the elapsed share of ``expected`` seconds, capped.
+    SimpleITK releases the GIL while it reads, so the thread runs."""
+
+    def __init__(self, progress: Optional[ReadProgress], share: float, expected: float, message: str):
+        self.progress, self.share, self.expected, self.message = progress, share, max(expected, 1e-3), message
+        self.done = threading.Event()
+        self.thread: Optional[threading.Thread] = None
+
+    def __enter__(self) -> _progress_while:
+        if self.progress is not None:
+            self.thread = threading.Thread(target=self._run, daemon=True)
+            self.thread.start()
+        return self
+
+    def _run(self) -> None:
+        started = time.monotonic()
+        while not self.done.wait(READ_PROGRESS_SECONDS):
+            elapsed = time.monotonic() - started
+            estimate = min(READ_PROGRESS_CAP, elapsed / self.expected)
+            self.progress(self.share + (1.0 - self.share) * estimate, f"{self.message} ({elapsed:.0f} s)")
+
+    def __exit__(self, *exc: object) -> None:
+        self.done.set()
+        if self.thread is not None:
+            self.thread.join()
+
+
+def _check_nifti_complete(path: Path, label: str, progress: Optional[ReadProgress] = None) -> None:
     """Raise ``ImageError`` for a truncated NIfTI file or one with NaN/infinite voxels.
 
     ITK reads both without complaint: it fills missing voxels with 0 and turns NaN into 0, so a broken scan
     would look like a valid one. The voxels are read in chunks, never all at once beside ITK's copy.
+    ``progress(fraction, message)`` hears the share of the file's bytes passed, about once a second.
     """
     compressed = suffix_of(path) == ".nii.gz"
     if compressed and not _starts_with(path, GZIP_MAGIC):
@@ -126,10 +187,11 @@ def _check_nifti_complete(path: Path, label: str) -> None:
             f"Cannot read the {label}: it is not gzip-compressed, so it is not a .nii.gz image (it may be another "
             "kind of file renamed). Check that the right file was chosen."
         )
-    opener = gzip.open if compressed else open
     non_finite = 0
+    total = max(1, _file_size(path))
+    reported = time.monotonic()
     try:
-        with opener(path, "rb") as stream:
+        with open(path, "rb") as raw, (gzip.GzipFile(fileobj=raw, mode="rb") if compressed else raw) as stream:
             header = stream.read(NIFTI_HEADER_BYTES)
             layout = _nifti_layout(header)
             if layout is None:
@@ -147,7 +209,11 @@ def _check_nifti_complete(path: Path, label: str) -> None:
                 chunk = stream.read(min(NIFTI_CHUNK_BYTES, layout.size - available))
                 if not chunk:
                     break
-                voxels += chunk[max(0, layout.offset - available) :]
+                if progress is not None and time.monotonic() - reported >= READ_PROGRESS_SECONDS:
+                    reported = time.monotonic()
+                    progress(min(1.0, raw.tell() / total), f"checking {raw.tell() >> 20} of {total >> 20} MB")
+                if layout.float_dtype is not None:  # other voxels are only counted, never kept
+                    voxels += chunk[max(0, layout.offset - available) :]
                 available += len(chunk)
     except (OSError, EOFError, zlib.error):
         raise ImageError(f"Cannot read the {label}: the compressed file is truncated or corrupt.") from None

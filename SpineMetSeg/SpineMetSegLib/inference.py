@@ -96,10 +96,12 @@ class StageProgress:
         self._stage = ""
         self._percent = -1
 
-    def __call__(self, stage: str, fraction: float = 0.0, message: str = "") -> None:
+    def __call__(self, stage: str, fraction: float = 0.0, message: str = "", *, repeat: bool = False) -> None:
+        """Report ``fraction`` of ``stage``; ``repeat`` also passes a line whose percentage has not moved (a
+        heartbeat of a long step whose message changes, such as reading a huge file)."""
         low, high = STAGES[stage]
         percent = int(max(self._percent, low + (high - low) * min(1.0, max(0.0, fraction))))
-        if stage == self._stage and percent == self._percent:
+        if stage == self._stage and percent == self._percent and not repeat:
             return
         self._stage, self._percent = stage, percent
         self._callback(stage, float(percent), message)
@@ -118,13 +120,16 @@ def segment_images(
     progress: ProgressCallback = no_progress,
     warn: Callable[[str], None] = devices.warn_to_stderr,
     ct_check: bool = True,
+    release_inputs: bool = False,
 ) -> SegmentationResult:
     """Segment ``images`` ({sequence name: sitk.Image}, first = output grid) with the model ``card`` describes.
 
     ``model`` is the network with its weights (loaded from the catalog when None). ``mixed_precision=False`` keeps
     the network in float32 on every device (slower; the same numbers on every machine). ``probabilities`` also
     returns the metastasis probability map. Raises ``ImageError``/``GeometryError`` for unusable inputs and
-    ``ModelError`` for an unusable model, before the network runs.
+    ``ModelError`` for an unusable model, before the network runs. ``release_inputs`` empties ``images`` (a
+    dict the caller owns and no longer needs) once the network input is prepared, so that the input voxels do
+    not stay in memory beside the result (only the first input's geometry is kept).
     """
     stages = progress if isinstance(progress, StageProgress) else StageProgress(progress)
     spec = preprocessing.card_dict(card)
@@ -133,6 +138,9 @@ def segment_images(
     with _timed(timings, "preprocess"):
         stages("preprocess", 0.0, "checking and resampling the inputs")
         prepared = preprocessing.prepare(images, spec, ct_check=ct_check)
+    if release_inputs:
+        prepared.reference = _geometry_only(prepared.reference)
+        images.clear()
     if model is None:
         with _timed(timings, "load"):
             stages("load", 0.0, f"loading {spec.get('name', 'the model')}")
@@ -155,6 +163,7 @@ def segment_images(
         stages("inference", 0.0, f"{counter.total} windows on {torch_device.type}, {batch_size} at a time")
         volume_probabilities = devices.run_with_memory_fallback(run, torch_device, batch_size, warn=warn)
         devices.release_device_memory(used["device"])
+    prepared.array = None  # the network input is no longer needed: its memory goes before the regridding
     with _timed(timings, "postprocess"):
         stages("postprocess", 0.0, "back onto the input grid")
         labels, lesion_probability, volumes = to_input_grid(volume_probabilities, prepared, spec, probabilities)
@@ -194,9 +203,14 @@ def segment_files(
     check_output_paths(inputs, output, probabilities_path, lesions_csv)
     started = time.perf_counter()
     images = {}
+    count = max(1, len(inputs))
     for index, (name, path) in enumerate(inputs.items()):
-        stages("read", index / max(1, len(inputs)), f"{name} {path}")
-        images[name] = imageio.read_image(path, name=name.upper())
+        stages("read", index / count, f"{name} {path}")
+
+        def reading(fraction: float, message: str, index: int = index, name: str = name) -> None:
+            stages("read", (index + fraction) / count, f"{name} {message}", repeat=True)
+
+        images[name] = imageio.read_image(path, name=name.upper(), progress=reading)
     read_seconds = time.perf_counter() - started
     result = segment_images(
         images,
@@ -210,6 +224,7 @@ def segment_files(
         progress=stages,
         warn=warn,
         ct_check=ct_check,
+        release_inputs=True,
     )
     result.timings = {"read": read_seconds, **result.timings}
     with _timed(result.timings, "write"):
@@ -501,7 +516,8 @@ def to_input_grid(
     input grid that covers the cropped body is computed; the rest is background.
     """
     reference = prepared.reference
-    start, size = _covering_region(reference, prepared.crop_grid)
+    reference_size = _reference_size(reference)
+    start, size = _covering_region(reference, prepared.crop_grid, reference_size)
     region = imageio.Geometry(
         size,
         reference.GetSpacing(),
@@ -529,14 +545,40 @@ def to_input_grid(
         **card_options(spec),
     )
     box = tuple(slice(int(s), int(s + n)) for s, n in zip(start[::-1], size[::-1]))  # numpy order (k, j, i)
-    labels = _paste(region_labels, box, reference, np.uint8)
+    labels = _paste(region_labels, box, reference, reference_size, np.uint8)
+    del region_labels
     lesion = None
     if want and probabilities.shape[0] > ModelLabel.METASTASIS:
-        lesion = _paste(regrid.interpolate(probabilities[ModelLabel.METASTASIS], maps), box, reference, np.float32)
+        lesion = _paste(regrid.interpolate(probabilities[ModelLabel.METASTASIS], maps), box, reference,
+                        reference_size, np.float32)
     return labels, lesion, volumes
 
 
-def _covering_region(reference: sitk.Image, grid: imageio.Geometry) -> Tuple[np.ndarray, Tuple[int, ...]]:
+# Metadata key on a voxel-free stand-in for the first input (``_geometry_only``): the input's size.
+REFERENCE_SIZE_KEY = "spinemetseg_reference_size"
+
+
+def _geometry_only(image: sitk.Image) -> sitk.Image:
+    """A 1 x 1 x 1 image with ``image``'s spacing, origin and direction, its size kept as metadata."""
+    if image.HasMetaDataKey(REFERENCE_SIZE_KEY):
+        return image
+    stand_in = sitk.Image([1] * image.GetDimension(), sitk.sitkUInt8)
+    stand_in.SetSpacing(image.GetSpacing())
+    stand_in.SetOrigin(image.GetOrigin())
+    stand_in.SetDirection(image.GetDirection())
+    stand_in.SetMetaData(REFERENCE_SIZE_KEY, " ".join(str(n) for n in image.GetSize()))
+    return stand_in
+
+
+def _reference_size(reference: sitk.Image) -> Tuple[int, ...]:
+    if reference.HasMetaDataKey(REFERENCE_SIZE_KEY):
+        return tuple(int(n) for n in reference.GetMetaData(REFERENCE_SIZE_KEY).split())
+    return tuple(reference.GetSize())
+
+
+def _covering_region(
+    reference: sitk.Image, grid: imageio.Geometry, reference_size: Sequence[int]
+) -> Tuple[np.ndarray, Tuple[int, ...]]:
     """Start index and size of the smallest box of ``reference`` voxels that covers ``grid``'s extent."""
     direction = np.array(grid.direction).reshape(3, 3)
     spacing = np.array(grid.spacing)
@@ -545,17 +587,23 @@ def _covering_region(reference: sitk.Image, grid: imageio.Geometry) -> Tuple[np.
         point = np.array(grid.origin) + direction @ (np.array(corner) * spacing)
         corners.append(reference.TransformPhysicalPointToContinuousIndex([float(x) for x in point]))
     corners = np.array(corners)
-    limit = np.array(reference.GetSize()) - 1
+    limit = np.array(reference_size) - 1
     low = np.clip(np.floor(corners.min(axis=0)), 0, limit).astype(int)
     high = np.clip(np.ceil(corners.max(axis=0)), 0, limit).astype(int)
     return low, tuple(int(n) for n in high - low + 1)
 
 
-def _paste(region: np.ndarray, box: Tuple[slice, ...], reference: sitk.Image, dtype: type) -> sitk.Image:
-    full = np.zeros(reference.GetSize()[::-1], dtype=dtype)
+def _paste(
+    region: np.ndarray, box: Tuple[slice, ...], reference: sitk.Image, size: Sequence[int], dtype: type
+) -> sitk.Image:
+    # np.zeros leaves the pages outside the region untouched (not resident) until the image copies them.
+    full = np.zeros(tuple(size)[::-1], dtype=dtype)
     full[box] = region
     image = sitk.GetImageFromArray(full)
-    image.CopyInformation(reference)
+    del full
+    image.SetSpacing(reference.GetSpacing())
+    image.SetOrigin(reference.GetOrigin())
+    image.SetDirection(reference.GetDirection())
     return image
 
 

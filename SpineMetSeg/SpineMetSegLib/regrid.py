@@ -30,6 +30,8 @@ from .imageio import Geometry
 ALIGNMENT_TOLERANCE = 1e-5
 # Above this share of boundary points (a noisy prediction), interpolating every channel everywhere is cheaper.
 DENSE_SHARE = 0.1
+# ``interpolate`` works in slabs of about this many source voxels (bounds its float32 intermediates).
+SLAB_VOXELS = 1 << 25
 
 
 @dataclass(frozen=True)
@@ -113,10 +115,42 @@ def interpolate(array: np.ndarray, maps: Sequence[AxisMap]) -> np.ndarray:
 
     Points outside the source grid are 0.
     Separable: one axis after the other, the axes that shrink the most first; an axis whose points all fall on
-    source voxels (a permutation or a flip) is only gathered.
+    source voxels (a permutation or a flip) is only gathered. Done in slabs along the axis interpolated last
+    (each slab from the source planes it needs), so the float32 intermediates of a huge volume stay near
+    ``SLAB_VOXELS``; every value is computed exactly as without slabs.
     """
-    out = array.transpose([maps[axis].source_axis for axis in (2, 1, 0)])
-    order = sorted(range(3), key=lambda dimension: maps[2 - dimension].lower.size / max(1, out.shape[dimension]))
+    source = array.transpose([maps[axis].source_axis for axis in (2, 1, 0)])
+    order = sorted(range(3), key=lambda dimension: maps[2 - dimension].lower.size / max(1, source.shape[dimension]))
+    last = order[-1]
+    last_map = maps[2 - last]
+    count = last_map.lower.size
+    shape = tuple(maps[2 - dimension].lower.size for dimension in range(3))
+    per_point = max(1, int(np.prod(source.shape)) // max(1, source.shape[last]))
+    step = max(1, SLAB_VOXELS // per_point)
+    if step >= count:
+        return _interpolate_slab(source, maps, order)
+    out = np.empty(shape, dtype=np.float32)
+    for start in range(0, count, step):
+        stop = min(count, start + step)
+        low = int(min(last_map.lower[start:stop].min(), last_map.upper[start:stop].min()))
+        high = int(max(last_map.lower[start:stop].max(), last_map.upper[start:stop].max())) + 1
+        part = AxisMap(
+            last_map.source_axis,
+            last_map.lower[start:stop] - low,
+            last_map.upper[start:stop] - low,
+            last_map.weight[start:stop],
+            last_map.inside[start:stop],
+        )
+        slab_maps = list(maps)
+        slab_maps[2 - last] = part
+        taken = (slice(None),) * last + (slice(low, high),)
+        placed = (slice(None),) * last + (slice(start, stop),)
+        out[placed] = _interpolate_slab(source[taken], slab_maps, order)
+    return out
+
+
+def _interpolate_slab(out: np.ndarray, maps: Sequence[AxisMap], order: Sequence[int]) -> np.ndarray:
+    """``interpolate`` of the (k, j, i)-ordered source ``out``, the axes in ``order``."""
     for dimension in order:
         axis_map = maps[2 - dimension]
         lower = np.take(out, axis_map.lower, axis=dimension).astype(np.float32, copy=False)

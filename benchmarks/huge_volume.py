@@ -1,0 +1,250 @@
+"""Peak memory and time of ``spinemetseg segment`` on a huge volume (1024 x 1024 x 600 int16).
+
+Usage::
+
+    python benchmarks/huge_volume.py                                  # case in the temp folder, this source tree
+    python benchmarks/huge_volume.py --case /tmp/huge.nii.gz --old-source /tmp/old   # also the code in /tmp/old
+    python benchmarks/huge_volume.py --json out/huge.json
+
+The case (written once to ``--case`` when missing): a sagittal int16 volume of 1024 (A-P) x 1024 (S-I) x 600
+(L-R) voxels of 0.3125 x 0.3125 x 0.5 mm (1.2 GB of voxels), a body (an elliptic cylinder) with a column of
+bright vertebral bodies and darker discs, plus uniform noise, gzip-compressed NIfTI.
+
+Each source tree (``--source``, default this checkout's ``SpineMetSeg``; ``--old-source`` another tree holding
+``SpineMetSegLib``, e.g. ``git archive`` of an older commit) runs ``spinemetseg segment --t1 CASE --output
+seg.nii.gz`` with the default model in a process of its own: its peak resident memory (``ru_maxrss`` of that
+child, from ``os.wait4``) and its wall time are reported, with the peak memory seen in each progress stage
+(``VmRSS`` sampled every 0.05 s) and the seconds until the first progress line after reading started. The two
+label maps are compared voxel by voxel when both ran. Target: peak under 4 GB (``TARGET_PEAK_GB``).
+
+``--prepare-axial`` measures instead ``preprocessing.prepare`` alone (no network), for each source tree, on the
+same voxels given an identity direction and 1 mm spacing: the model's grid is then the input's own (the worst
+case for the float copies). Reported: the memory held before (the input) and the peak during ``prepare``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from pathlib import Path
+from typing import Any, Dict, Optional
+
+import numpy as np
+
+SIZE = (1024, 1024, 600)  # (i, j, k): A-P, S-I, L-R
+SPACING = (0.3125, 0.3125, 0.5)
+TARGET_PEAK_GB = 4.0
+SAMPLE_SECONDS = 0.05
+HERE = Path(__file__).resolve().parent
+
+
+def write_case(path: Path) -> None:
+    """Write the huge test volume to ``path`` (about 2.5 GB of memory while writing)."""
+    import SimpleITK as sitk
+
+    ni, nj, nk = SIZE
+    voxels = np.zeros((nk, nj, ni), dtype=np.int16)  # numpy order (k, j, i)
+    rng = np.random.default_rng(0)
+    i = np.arange(ni)[None, :]
+    k = np.arange(nk)[:, None]
+    body = ((k - 300) / 170.0) ** 2 + ((i - 560) / 300.0) ** 2 <= 1.0
+    column = ((k - 300) / 40.0) ** 2 + ((i - 700) / 60.0) ** 2 <= 1.0
+    for j in range(nj):
+        plane = np.where(body, 400, 0).astype(np.int16)
+        if 100 <= j < 950:
+            disc = (j // 80) % 2 == 1 and (j % 80) < 20
+            plane[column] = 250 if disc else 800
+        plane += rng.integers(0, 40, plane.shape, dtype=np.int16)
+        voxels[:, j, :] = plane
+    image = sitk.GetImageFromArray(voxels)
+    del voxels
+    image.SetSpacing(SPACING)
+    image.SetDirection((0, 0, 1, 1, 0, 0, 0, -1, 0))  # i: posterior, j: inferior, k: left (sagittal slices)
+    image.SetOrigin((-150.0, -160.0, 160.0))
+    sitk.WriteImage(image, str(path), True)
+
+
+def _rss_mb(pid: int) -> Optional[float]:
+    try:
+        with open(f"/proc/{pid}/status") as status:
+            for line in status:
+                if line.startswith("VmRSS:"):
+                    return int(line.split()[1]) / 1024.0
+    except OSError:
+        return None
+    return None
+
+
+def run_segment(source: Path, case: Path, output: Path, threads: Optional[int]) -> Dict[str, Any]:
+    """Run ``segment`` from the tree ``source`` in a child process; its peak memory, time and stage peaks."""
+    command = [sys.executable, "-m", "SpineMetSegLib.cli", "segment", "--t1", str(case), "--output", str(output)]
+    if threads:
+        command += ["--threads", str(threads)]
+    environment = dict(os.environ, PYTHONPATH=str(source))
+    started = time.perf_counter()
+    child = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=environment)
+    stage = ["start"]
+    stage_peaks: Dict[str, float] = {}
+    read_lines = []  # times of the read lines and of the first line after them
+    lines = []
+
+    def follow() -> None:
+        for line in child.stdout:
+            lines.append(line.rstrip())
+            parts = line.split()
+            if len(parts) >= 3 and parts[0] == "SPINEMETSEG-PROGRESS":
+                if parts[2] == "read" or stage[0] == "read":
+                    read_lines.append(time.perf_counter() - started)
+                stage[0] = parts[2]
+
+    reader = threading.Thread(target=follow, daemon=True)
+    reader.start()
+    while child.poll() is None:
+        rss = _rss_mb(child.pid)
+        if rss is not None:
+            stage_peaks[stage[0]] = max(stage_peaks.get(stage[0], 0.0), rss)
+        time.sleep(SAMPLE_SECONDS)
+    # poll() reaped the child: its own peak comes from ru_maxrss of the children (one child at a time here).
+    reader.join(timeout=5)
+    seconds = time.perf_counter() - started
+    stderr = child.stderr.read()
+    return {
+        "returncode": child.returncode,
+        "seconds": seconds,
+        "stage_peaks_mb": stage_peaks,
+        "read_progress_lines": max(0, len(read_lines) - 1),
+        # the longest time without a progress line from the first read line to the first line after reading
+        "longest_read_silence_s": float(np.diff(read_lines).max()) if len(read_lines) > 1 else None,
+        "stderr": stderr[-2000:],
+        "stdout_tail": lines[-3:],
+    }
+
+
+def peak_of_child_run(source: Path, case: Path, output: Path, threads: Optional[int]) -> Dict[str, Any]:
+    """``run_segment`` in a fresh wrapper process, so that ``ru_maxrss`` of its children is this run's alone."""
+    wrapper = [sys.executable, __file__, "--_one", str(source), str(case), str(output), str(threads or 0)]
+    result = subprocess.run(wrapper, capture_output=True, text=True, check=False)
+    if result.returncode != 0:
+        raise SystemExit(f"the wrapper failed: {result.stderr[-2000:]}")
+    return json.loads(result.stdout.splitlines()[-1])
+
+
+def _one(source: str, case: str, output: str, threads: str) -> None:
+    import resource
+
+    row = run_segment(Path(source), Path(case), Path(output), int(threads) or None)
+    row["peak_rss_mb"] = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024.0
+    print(json.dumps(row))
+
+
+def _prepare_axial(case: str) -> None:
+    import SimpleITK as sitk
+
+    from SpineMetSegLib import catalog, preprocessing
+
+    peak = [0.0]
+    stop = threading.Event()
+
+    def sample() -> None:
+        while not stop.wait(SAMPLE_SECONDS):
+            peak[0] = max(peak[0], _rss_mb(os.getpid()) or 0.0)
+
+    image = sitk.ReadImage(case)
+    image.SetDirection((1, 0, 0, 0, 1, 0, 0, 0, 1))
+    image.SetSpacing((1.0, 1.0, 1.0))
+    card = catalog.load_catalog().get()
+    before = _rss_mb(os.getpid())
+    sampler = threading.Thread(target=sample)
+    sampler.start()
+    started = time.perf_counter()
+    prepared = preprocessing.prepare({"t1": image}, card)
+    seconds = time.perf_counter() - started
+    stop.set()
+    sampler.join()
+    print(json.dumps({"held_before_mb": before, "peak_mb": peak[0], "seconds": seconds,
+                      "network_input_shape": list(prepared.array.shape)}))
+
+
+def prepare_axial_table(sources: Dict[str, Path], case: Path) -> None:
+    print(f"prepare alone on {case} given an identity direction and 1 mm spacing")
+    print(f"{'code':<5} {'held before GB':>14} {'peak GB':>8} {'seconds':>8}  network input")
+    for name, source in sources.items():
+        result = subprocess.run([sys.executable, __file__, "--_prepare", str(case)], capture_output=True, text=True,
+                                env=dict(os.environ, PYTHONPATH=str(source.resolve())), check=False)
+        if result.returncode != 0:
+            print(f"{name}: failed: {result.stderr[-2000:]}", file=sys.stderr)
+            continue
+        row = json.loads(result.stdout.splitlines()[-1])
+        print(f"{name:<5} {row['held_before_mb'] / 1024:>14.2f} {row['peak_mb'] / 1024:>8.2f} {row['seconds']:>8.1f}"
+              f"  {' x '.join(str(n) for n in row['network_input_shape'])}")
+
+
+def main() -> None:
+    if len(sys.argv) > 1 and sys.argv[1] == "--_one":
+        _one(*sys.argv[2:6])
+        return
+    if len(sys.argv) > 1 and sys.argv[1] == "--_prepare":
+        _prepare_axial(sys.argv[2])
+        return
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--case", type=Path, default=Path(tempfile.gettempdir()) / "spinemetseg-huge.nii.gz",
+                        help="the huge volume (written there when missing)")
+    parser.add_argument("--source", type=Path, default=HERE.parent / "SpineMetSeg",
+                        help="folder holding SpineMetSegLib to measure (default: this checkout)")
+    parser.add_argument("--old-source", type=Path, help="another folder holding SpineMetSegLib to compare with")
+    parser.add_argument("--threads", type=int, help="--threads for segment")
+    parser.add_argument("--json", type=Path, help="also write the results as JSON")
+    parser.add_argument("--prepare-axial", action="store_true",
+                        help="measure preprocessing.prepare alone on the case given a 1 mm identity grid")
+    args = parser.parse_args()
+
+    if not args.case.exists():
+        print(f"writing the case to {args.case} ...", flush=True)
+        write_case(args.case)
+    if args.prepare_axial:
+        sources = {"ours": args.source}
+        if args.old_source is not None:
+            sources["old"] = args.old_source
+        prepare_axial_table(sources, args.case)
+        return
+    rows = {}
+    with tempfile.TemporaryDirectory() as folder:
+        outputs = {}
+        for name, source in (("ours", args.source), ("old", args.old_source)):
+            if source is None:
+                continue
+            outputs[name] = Path(folder) / f"{name}.nii.gz"
+            rows[name] = peak_of_child_run(source.resolve(), args.case, outputs[name], args.threads)
+            if rows[name]["returncode"] != 0:
+                print(f"{name}: segment failed: {rows[name]['stderr']}", file=sys.stderr)
+        same = None
+        if len(outputs) == 2 and all(row["returncode"] == 0 for row in rows.values()):
+            import SimpleITK as sitk
+
+            a = sitk.GetArrayViewFromImage(sitk.ReadImage(str(outputs["ours"])))
+            b = sitk.GetArrayViewFromImage(sitk.ReadImage(str(outputs["old"])))
+            same = int(np.count_nonzero(a != b))
+    size = " x ".join(str(n) for n in SIZE)
+    print(f"segment on {size} int16 ({args.case}), default model, target peak < {TARGET_PEAK_GB:.0f} GB")
+    print(f"{'code':<5} {'peak RSS GB':>11} {'seconds':>8} {'read lines':>10} {'max gap s':>9}  peak per stage (GB)")
+    for name, row in rows.items():
+        stages = ", ".join(f"{stage} {mb / 1024:.2f}" for stage, mb in row["stage_peaks_mb"].items())
+        gap = row["longest_read_silence_s"]
+        gap_text = f"{gap:.1f}" if gap is not None else "-"
+        print(f"{name:<5} {row['peak_rss_mb'] / 1024:>11.2f} {row['seconds']:>8.1f} {row['read_progress_lines']:>10}"
+              f" {gap_text:>9}  {stages}")
+    if same is not None:
+        print(f"label maps differ in {same} voxels")
+    if args.json:
+        args.json.parent.mkdir(parents=True, exist_ok=True)
+        args.json.write_text(json.dumps({"rows": rows, "differing_voxels": same}, indent=2))
+
+
+if __name__ == "__main__":
+    main()
