@@ -67,7 +67,9 @@ def apply_threshold(labels: np.ndarray, probability: np.ndarray, threshold: floa
 
 
 def run(images: Dict[str, sitk.Image], card: Any, model: torch.nn.Module):
-    result = segment_images(images, card, model, device="cpu", probabilities=True, warn=lambda message: None)
+    # MRI or converted from MRI: the CT guard for users' files (segment --not-ct) is off.
+    result = segment_images(images, card, model, device="cpu", probabilities=True, ct_check=False,
+                            warn=lambda message: None)
     voxel_ml = float(np.prod(result.labels.GetSpacing())) / 1000.0
     return sitk.GetArrayFromImage(result.labels), sitk.GetArrayFromImage(result.probabilities), voxel_ml
 

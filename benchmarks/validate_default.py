@@ -99,7 +99,8 @@ def lesion_analysis(case: Any, prediction: np.ndarray, anatomy: np.ndarray, voxe
 
 
 def segment(images: Dict[str, sitk.Image], card: Any, model: torch.nn.Module) -> np.ndarray:
-    result = segment_images(images, card, model, device="cpu", warn=lambda message: None)
+    # Every image here is MRI or converted from MRI: the CT guard for users' files (segment --not-ct) is off.
+    result = segment_images(images, card, model, device="cpu", ct_check=False, warn=lambda message: None)
     return sitk.GetArrayFromImage(result.labels)
 
 

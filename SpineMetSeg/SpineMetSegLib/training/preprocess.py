@@ -36,7 +36,9 @@ def label_on_grid(label: sitk.Image, prepared: preprocessing.PreparedInput, orie
 def prepare_case(images: Mapping[str, sitk.Image], card: Any,
                  label: Optional[sitk.Image] = None) -> Tuple[np.ndarray, Optional[np.ndarray], Tuple[float, ...]]:
     """``(array (C, i, j, k), label (i, j, k) or None, spacing)`` on the network grid the card describes."""
-    prepared = preprocessing.prepare(images, card)
+    # Training images are MRI or made like it (phantom, converted contrasts): the CT guard for users' files is off,
+    # since a random per-tissue contrast can have a CT-like histogram (air low, tissue about 1000 above it).
+    prepared = preprocessing.prepare(images, card, ct_check=False)
     orientation = card.orientation or imageio.orientation_of(prepared.reference)
     on_grid = None if label is None else label_on_grid(label, prepared, orientation)
     return prepared.array, on_grid, tuple(float(s) for s in prepared.crop_grid.spacing)
