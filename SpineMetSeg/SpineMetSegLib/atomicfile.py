@@ -217,8 +217,8 @@ def default_file_mode() -> int:
     return 0o666 & ~umask
 
 
-def write_text_atomic(path: PathLike, text: str) -> Path:
-    """Write ``text`` (UTF-8) to ``path`` atomically, read it back to check it, and return the path."""
+def text_job(path: PathLike, text: str) -> FileJob:
+    """The ``FileJob`` that writes ``text`` (UTF-8) to ``path`` and reads it back to check it."""
     data = text.encode("utf-8")
 
     def verify(temporary: Path) -> None:
@@ -226,8 +226,12 @@ def write_text_atomic(path: PathLike, text: str) -> Path:
             raise SpineMetSegError(f"Cannot write {path}: the file on disk differs from what was written. "
                                    f"{free_space_hint(path)}")
 
-    with atomic_path(path, verify) as temporary:
-        temporary.write_bytes(data)
+    return FileJob(path, write=lambda staged: staged.write_bytes(data), verify=verify)
+
+
+def write_text_atomic(path: PathLike, text: str) -> Path:
+    """Write ``text`` (UTF-8) to ``path`` atomically, read it back to check it, and return the path."""
+    write_files([text_job(path, text)])
     return Path(path)
 
 

@@ -19,10 +19,7 @@ is false).
 
 from __future__ import annotations
 
-import json
 import os
-import shutil
-import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Dict, List, Optional, Sequence, Union
@@ -42,7 +39,6 @@ FRACTURE_HEIGHT_LOSS = (0.15, 0.4)  # share of a body's height lost in a simulat
 LOOK_ALIKE_ANATOMY = {"haemangioma": Anatomy.HAEMANGIOMA, "focal_fat": Anatomy.FOCAL_FAT,
                       "modic1": Anatomy.MODIC, "modic2": Anatomy.MODIC, "schmorl": Anatomy.MODIC}
 CONTRAST_MODES = ("standard", "randomized")
-PREVIEW_FILE = "preview.png"
 
 
 @dataclass
@@ -183,26 +179,17 @@ def save_preview(case: AnatomyCase, path: Union[str, os.PathLike]) -> None:
 
 
 def write_anatomy_case(case: AnatomyCase, folder: Union[str, os.PathLike], png: bool = False) -> List[str]:
-    """Write every image, lesions/anatomy/case.json (and preview.png) into ``folder``, all or nothing."""
+    """Write every image, lesions/anatomy/case.json (and preview.png) into ``folder``, all or nothing
+    (``phantom.writing.write_image_set``: staged, verified, then moved)."""
+    from ..phantom.writing import write_image_set
+
     folder = Path(folder)
     if folder.exists() and not folder.is_dir():
         raise SpineMetSegError(f"The output {folder} is a file; give a folder to write the case into.")
-    folder.mkdir(parents=True, exist_ok=True)
-    staging = Path(tempfile.mkdtemp(prefix=".partial-case-", dir=folder))
-    try:
-        names = []
-        files = {f"{name}.nii.gz": image for name, image in case.images.items()}
-        files["lesions.nii.gz"], files["anatomy.nii.gz"] = case.lesions, case.anatomy
-        for name, image in files.items():
-            sitk.WriteImage(image, str(staging / name), True)
-            names.append(name)
-        (staging / "case.json").write_text(json.dumps(case.info, indent=2) + "\n", encoding="utf-8")
-        names.append("case.json")
-        if png:
-            save_preview(case, staging / PREVIEW_FILE)
-            names.append(PREVIEW_FILE)
-        for name in names:
-            os.replace(staging / name, folder / name)
-        return names
-    finally:
-        shutil.rmtree(staging, ignore_errors=True)
+    images = {f"{name}.nii.gz": image for name, image in case.images.items()}
+    images["lesions.nii.gz"], images["anatomy.nii.gz"] = case.lesions, case.anatomy
+
+    def preview(path: Path) -> None:
+        save_preview(case, path)
+
+    return list(write_image_set(folder, images, case.info, preview if png else None))

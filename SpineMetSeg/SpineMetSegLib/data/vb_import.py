@@ -59,7 +59,6 @@ SETS: Dict[str, Dict[str, str]] = {
 LICENCE = "GPL-3.0 (repository JonathanRamos/fastcleverseg); cite the original publication"
 REPOSITORY = "https://github.com/JonathanRamos/fastcleverseg"
 MIN_BODY_VOXELS = 200  # mask pieces smaller than this (0.2 mL at 1 mm) are annotation specks, not bodies
-CASE_FILES = ("vertebral_bodies.nii.gz", "case.json")
 
 
 @dataclass
