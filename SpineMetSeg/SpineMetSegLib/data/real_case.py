@@ -22,6 +22,7 @@ import numpy as np
 import SimpleITK as sitk
 
 from ..errors import SpineMetSegError
+from ..imageio import Geometry
 
 BODY_FILE = "vertebral_bodies.nii.gz"
 NOT_IMAGES = {BODY_FILE, "lesions.nii.gz", "anatomy.nii.gz"}
@@ -52,13 +53,6 @@ def _axis_towards(image: sitk.Image, lps_axis: int, sign: int) -> Tuple[int, int
     return 2 - column, along  # ITK axis i is numpy axis 2
 
 
-def _same_grid(a: sitk.Image, b: sitk.Image) -> bool:
-    return (a.GetSize() == b.GetSize()
-            and np.allclose(a.GetSpacing(), b.GetSpacing(), atol=GRID_TOLERANCE)
-            and np.allclose(a.GetOrigin(), b.GetOrigin(), atol=GRID_TOLERANCE)
-            and np.allclose(a.GetDirection(), b.GetDirection(), atol=GRID_TOLERANCE))
-
-
 def _read(path: Path) -> sitk.Image:
     try:
         return sitk.ReadImage(str(path))
@@ -87,7 +81,7 @@ def load_real_case(folder: Union[str, os.PathLike]) -> RealCase:
         image = _read(path)
         if image.GetNumberOfComponentsPerPixel() != 1 or image.GetDimension() != 3:
             raise SpineMetSegError(f"{path} is not a 3D single-channel image.")
-        if not _same_grid(image, mask_image):
+        if not Geometry.of(image).matches(Geometry.of(mask_image), GRID_TOLERANCE):
             raise SpineMetSegError(
                 f"{path.name} and {BODY_FILE} in {folder} are on different grids (size {image.GetSize()} vs "
                 f"{mask_image.GetSize()}, spacing, origin or direction differ); resample the mask onto the image."
