@@ -22,7 +22,7 @@ import time
 from pathlib import Path
 
 from ..errors import EXIT_CANCELLED, CancelledError, SpineMetSegError
-from .segment import load_card_and_model, with_min_lesion_probability
+from .segment import add_model_options, load_card_and_model, with_min_lesion_probability
 
 EXIT_CASES_FAILED = 1
 
@@ -42,16 +42,7 @@ def register(subcommands: argparse._SubParsersAction) -> None:
     parser.add_argument("--redo", action="store_true", help="segment again the cases already done")
     parser.add_argument("--shard", metavar="I/N",
                         help="process only the I-th of N parts of the cases (e.g. a Slurm array task)")
-    parser.add_argument("--model", metavar="NAME", help="catalog model (default: the default model)")
-    parser.add_argument("--model-version", metavar="V", help="model version (default: the newest)")
-    parser.add_argument("--weights", metavar="FILE", help="weights of a model not in the catalog (with --card)")
-    parser.add_argument("--card", metavar="CARD.json", help="model card for --weights")
-    parser.add_argument("--device", default="auto", help="auto (CUDA, then MPS, then CPU), cpu, cuda or mps")
-    parser.add_argument("--threads", type=int, metavar="N", help="CPU threads (default: all cores)")
-    parser.add_argument("--tta", action="store_true", help="average over flipped copies (slower, smoother)")
-    parser.add_argument("--float32", action="store_true", help="no reduced precision (same numbers everywhere)")
-    parser.add_argument("--min-lesion-probability", type=float, metavar="P",
-                        help="keep only lesions whose mean metastasis probability is at least P (default: the card's)")
+    add_model_options(parser)
     parser.set_defaults(run=run)
 
 

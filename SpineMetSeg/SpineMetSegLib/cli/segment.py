@@ -39,6 +39,16 @@ def register(subcommands: argparse._SubParsersAction) -> None:
         help="another sequence the model card names (repeatable)",
     )
     parser.add_argument("--output", required=True, metavar="PATH", help="label map to write (.nii.gz, .nrrd, ...)")
+    add_model_options(parser)
+    parser.add_argument("--not-ct", action="store_true",
+                        help="the inputs are MRI even though one looks like CT: skip the CT check")
+    parser.add_argument("--probabilities", metavar="PATH", help="also write the metastasis probability map")
+    parser.add_argument("--lesions-csv", metavar="PATH", help="also write one row per lesion (volume, vertebra, ...)")
+    parser.set_defaults(run=run)
+
+
+def add_model_options(parser: argparse.ArgumentParser) -> None:
+    """The options that choose and run the model, shared by ``segment`` and ``batch``."""
     parser.add_argument("--model", metavar="NAME", help="catalog model (default: the default model)")
     parser.add_argument("--model-version", metavar="V", help="model version (default: the newest)")
     parser.add_argument("--weights", metavar="FILE", help="weights of a model not in the catalog (with --card)")
@@ -58,11 +68,6 @@ def register(subcommands: argparse._SubParsersAction) -> None:
         help="keep only lesions whose mean metastasis probability is at least P, 0 to 1 (default: the model "
         "card's value): lower finds more lesions and more false ones, higher fewer of both",
     )
-    parser.add_argument("--not-ct", action="store_true",
-                        help="the inputs are MRI even though one looks like CT: skip the CT check")
-    parser.add_argument("--probabilities", metavar="PATH", help="also write the metastasis probability map")
-    parser.add_argument("--lesions-csv", metavar="PATH", help="also write one row per lesion (volume, vertebra, ...)")
-    parser.set_defaults(run=run)
 
 
 def run(args: argparse.Namespace) -> int:
