@@ -114,7 +114,7 @@ def timing(folders: List[str], repeats: int) -> None:
         case = sampler.cases[i % len(sampler.cases)]
         missing = [s for s in SEQUENCES if s not in case.sequences]
         started = time.perf_counter()
-        generate_anatomy_case(case, 1000 + i, generate=missing, classes=sampler._classes_of(case))
+        generate_anatomy_case(case, 1000 + i, generate=missing, classes=sampler.tissue_classes_of(case))
         drawing.append(time.perf_counter() - started)
         started = time.perf_counter()
         sampler.sample(1000 + i)

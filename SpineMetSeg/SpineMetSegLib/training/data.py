@@ -162,7 +162,7 @@ class AnatomySampler:
         self.cases = [crop_to_bodies(load_real_case(folder), ANATOMY_MARGIN_MM) for folder in folders]
         self._classes: Dict[str, Any] = {}
 
-    def _classes_of(self, case: Any) -> Any:
+    def tissue_classes_of(self, case: Any) -> Any:
         from ..data.contrast import tissue_classes
 
         if case.name not in self._classes:
@@ -180,7 +180,7 @@ class AnatomySampler:
         plausible = rng.random() < PLAUSIBLE_CONTRAST_PROBABILITY
         lesion_count = 0 if rng.random() < CLEAN_CASE_PROBABILITY else None
         drawn = generate_anatomy_case(case, seed, generate=missing, contrast="standard" if plausible else "randomized",
-                                      lesion_count=lesion_count, classes=self._classes_of(case),
+                                      lesion_count=lesion_count, classes=self.tissue_classes_of(case),
                                       fracture_probability=self.fracture_probability)
         images = {name: drawn.images[name] for name in inputs}
         if rng.random() < THICK_SLICE_PROBABILITY:
