@@ -10,13 +10,13 @@ import pytest
 import SimpleITK as sitk
 from scipy import ndimage
 
-from SpineMetSegLib.cli.segment import load_card_and_model
 from SpineMetSegLib.data.anatomy_case import generate_anatomy_case
 from SpineMetSegLib.data.anatomy_case import model_target as anatomy_target
 from SpineMetSegLib.data.real_case import load_real_case
 from SpineMetSegLib.data.split import load_split
 from SpineMetSegLib.inference import segment_images
 from SpineMetSegLib.labels import ModelLabel
+from SpineMetSegLib.loader import load_model
 
 SPINE_VB = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "spine-vb"
 LESION_SEED = 9_800_002  # the first seed from 9,800,000 whose single drawn lesion is lytic and >= 10 mm (12 mm)
@@ -24,7 +24,8 @@ LESION_SEED = 9_800_002  # the first seed from 9,800,000 whose single drawn lesi
 
 @pytest.fixture(scope="module")
 def model():
-    return load_card_and_model()
+    loaded = load_model()
+    return loaded.card, loaded.network
 
 
 @pytest.fixture(scope="module")

@@ -144,12 +144,12 @@ def test_two_gloo_processes_train_a_model_that_imports(tmp_path, monkeypatch):
     environment = dict(os.environ, OMP_NUM_THREADS="1")
     done = subprocess.run(command, capture_output=True, text=True, timeout=120, env=environment)
     assert done.returncode == 0, done.stderr[-3000:]
-    from SpineMetSegLib.catalog import card_from_file, load_model
-
+    from SpineMetSegLib.catalog import card_from_file
+    from SpineMetSegLib.loader import load_model
 
     card = card_from_file(output / "ddp-test-1.0.0.json")
-    assert card.file["size"] == (output / "ddp-test-1.0.0.safetensors").stat().st_size
-    assert card.raw["metrics"]["training"]["steps"] == 2
+    assert card.file.size == (output / "ddp-test-1.0.0.safetensors").stat().st_size
+    assert card.metrics.get("training")["steps"] == 2
     home = tmp_path / "home"
     imported = subprocess.run(
         [sys.executable, "-m", "SpineMetSegLib.cli", "models", "import", str(output / "ddp-test-1.0.0.safetensors"),
@@ -158,9 +158,7 @@ def test_two_gloo_processes_train_a_model_that_imports(tmp_path, monkeypatch):
     )
     assert imported.returncode == 0, imported.stderr
     monkeypatch.setenv("SPINEMETSEG_HOME", str(home))
-    from SpineMetSegLib.catalog import load_catalog
-
-    model = load_model(load_catalog().get("ddp-test"))
+    model = load_model("ddp-test").network
     assert model(torch.zeros(1, 3, 32, 32)).shape == (1, 4, 32, 32)
 
 

@@ -38,7 +38,8 @@ from . import devices, imageio, preprocessing, regrid
 from .atomicfile import FileJob, write_files
 from .errors import ModelError
 from .labels import ModelLabel
-from .network import downsampling_factor
+from .loader import load_network
+from .modelcard import ModelCard
 from .outputpaths import check_paths
 from .postprocessing import card_options, clean_lesions
 from .progress import ProgressCallback, no_progress
@@ -109,7 +110,7 @@ class StageProgress:
 
 def segment_images(
     images: Mapping[str, sitk.Image],
-    card: Any,
+    card: ModelCard,
     model: Optional[torch.nn.Module] = None,
     *,
     device: str = "auto",
@@ -132,22 +133,21 @@ def segment_images(
     not stay in memory beside the result (only the first input's geometry is kept).
     """
     stages = progress if isinstance(progress, StageProgress) else StageProgress(progress)
-    spec = preprocessing.card_dict(card)
     timings: Dict[str, float] = {}
     devices.set_cpu_threads(threads)
     with _timed(timings, "preprocess"):
         stages("preprocess", 0.0, "checking and resampling the inputs")
-        prepared = preprocessing.prepare(images, spec, ct_check=ct_check)
+        prepared = preprocessing.prepare(images, card, ct_check=ct_check)
     if release_inputs:
         prepared.reference = _geometry_only(prepared.reference)
         images.clear()
     if model is None:
         with _timed(timings, "load"):
-            stages("load", 0.0, f"loading {spec.get('name', 'the model')}")
-            model = _load_model(card)
+            stages("load", 0.0, f"loading {card}")
+            model = load_network(card)
     torch_device = devices.resolve_device(device, warn=warn)
-    plan = WindowPlan.of(spec, prepared.array.shape[1:])
-    batch_size = devices.choose_batch_size(torch_device, plan.bytes_per_window(spec, prepared.array.shape[0]))
+    plan = WindowPlan.of(card, prepared.array.shape[1:])
+    batch_size = devices.choose_batch_size(torch_device, plan.bytes_per_window(card, prepared.array.shape[0]))
     counter = _WindowCounter(stages, plan.total_windows(tta))
     used: Dict[str, Any] = {}
 
@@ -166,7 +166,7 @@ def segment_images(
     prepared.array = None  # the network input is no longer needed: its memory goes before the regridding
     with _timed(timings, "postprocess"):
         stages("postprocess", 0.0, "back onto the input grid")
-        labels, lesion_probability, volumes = to_input_grid(volume_probabilities, prepared, spec, probabilities)
+        labels, lesion_probability, volumes = to_input_grid(volume_probabilities, prepared, card, probabilities)
         stages("postprocess", 1.0, f"{len(volumes)} lesion(s)")
     return SegmentationResult(
         labels=labels,
@@ -181,7 +181,7 @@ def segment_images(
 def segment_files(
     inputs: Mapping[str, imageio.PathLike],
     output: imageio.PathLike,
-    card: Any,
+    card: ModelCard,
     model: Optional[torch.nn.Module] = None,
     *,
     probabilities_path: Optional[imageio.PathLike] = None,
@@ -271,16 +271,16 @@ class WindowPlan:
     beyond_patch: bool = False  # the window is larger than the card's patch (one window for the whole image)
 
     @classmethod
-    def of(cls, spec: Mapping[str, Any], shape: Sequence[int], overlap: float = OVERLAP) -> WindowPlan:
-        """The plan for a volume of ``shape`` (i, j, k) and the card ``spec``."""
-        network = spec["network"]
-        dimensions = int(network["dimensions"])
-        slice_axis = int(network.get("slice_axis", 0)) if dimensions == 2 else -1
-        patch = [int(n) for n in spec["patch_size"]]
+    def of(cls, card: ModelCard, shape: Sequence[int], overlap: float = OVERLAP) -> WindowPlan:
+        """The plan for a volume of ``shape`` (i, j, k) and the model ``card``."""
+        network = card.network
+        dimensions = network.dimensions
+        slice_axis = network.slice_axis if dimensions == 2 else -1
+        patch = list(card.patch_size)
         if len(patch) != dimensions:
             raise ModelError(f"patch_size {patch} of the model card does not match a {dimensions}D network.")
         image = cls._image_shape(dimensions, slice_axis, shape)
-        factor = downsampling_factor(network)
+        factor = network.downsampling_factor
         # The whole (cropped) image padded to a multiple of the network's total stride: one window when it is not
         # much larger than the card's patch; otherwise windows of the patch (smaller images need no larger one).
         whole = tuple(int(math.ceil(n / factor)) * factor for n in image)
@@ -320,18 +320,16 @@ class WindowPlan:
     def total_windows(self, tta: bool) -> int:
         return self.images * self.windows_per_image() * len(flips(self.dimensions, tta))
 
-    def bytes_per_window(self, spec: Mapping[str, Any], in_channels: int) -> float:
+    def bytes_per_window(self, card: ModelCard, in_channels: int) -> float:
         """Estimated memory of one window through the network (inputs, outputs and activations)."""
-        network = spec["network"]
-        channels = network.get("channels") or network.get("features") or [32]
-        strides = network.get("strides") or [2] * (len(channels) - 1)
+        channels, strides = card.network.level_widths, card.network.level_strides
         voxels = float(np.prod(self.roi))
         reduction, features = 1.0, 0.0
         for level, width in enumerate(channels):
             features += width / reduction
             if level < len(strides):
                 reduction *= float(strides[level]) ** self.dimensions
-        out_channels = _out_channels(spec)
+        out_channels = card.out_channels
         return voxels * BYTES_PER_FLOAT * (in_channels + 2 * out_channels + ACTIVATION_COPIES * features)
 
 
@@ -507,12 +505,12 @@ class _WindowCounter:
 
 
 def to_input_grid(
-    probabilities: np.ndarray, prepared: preprocessing.PreparedInput, spec: Mapping[str, Any], want: bool
+    probabilities: np.ndarray, prepared: preprocessing.PreparedInput, card: ModelCard, want: bool
 ) -> Tuple[sitk.Image, Optional[sitk.Image], List[float]]:
     """Labels, the metastasis probability (when ``want``) and the lesion volumes on the first input's grid.
 
     ``probabilities`` (out_channels, i, j, k) are the network's on ``prepared.crop_grid``; labels are the argmax
-    of their trilinear interpolation (``regrid``), then the card ``spec``'s post-processing. Only the part of the
+    of their trilinear interpolation (``regrid``), then the ``card``'s post-processing. Only the part of the
     input grid that covers the cropped body is computed; the rest is background.
     """
     reference = prepared.reference
@@ -542,7 +540,7 @@ def to_input_grid(
         fallback,
         voxel_volume_ml=float(np.prod(reference.GetSpacing())) / 1000.0,
         lesion_probability=lesion_probability,
-        **card_options(spec),
+        **card_options(card),
     )
     box = tuple(slice(int(s), int(s + n)) for s, n in zip(start[::-1], size[::-1]))  # numpy order (k, j, i)
     labels = _paste(region_labels, box, reference, reference_size, np.uint8)
@@ -615,18 +613,6 @@ def _lesion_csv_writer(labels: sitk.Image) -> Callable[[Path], None]:
         lesions.write_lesion_csv(lesions.measure_lesions(labels, label=int(ModelLabel.METASTASIS)), path)
 
     return write
-
-
-def _load_model(card: Any) -> torch.nn.Module:
-    from . import catalog  # the catalog is only needed when no model is given
-
-    if not hasattr(card, "raw"):
-        card = catalog.card_from_dict(card)
-    return catalog.load_model(card)
-
-
-def _out_channels(spec: Mapping[str, Any]) -> int:
-    return max(int(label["value"]) for label in spec["labels"]) + 1
 
 
 @contextlib.contextmanager
