@@ -245,3 +245,23 @@ def test_synthetic_stream_delivers_the_scheduled_training_cases():
     assert streamed.name == direct.name
     assert np.array_equal(streamed.labels, direct.labels) and np.array_equal(streamed.images, direct.images)
     assert streamed.images.shape[1] == len(card.inputs) and streamed.foreground_slices.size > 0
+
+
+def test_training_validation_scores_a_case_as_segment_does():
+    """The checkpoint is chosen on segment's own numbers: same predictor, argmax and post-processing."""
+    from SpineMetSegLib import loader, metrics, phantom
+    from SpineMetSegLib.inference import segment_images
+    from SpineMetSegLib.training.data import synthetic_case
+    from SpineMetSegLib.training.loop import evaluate
+
+    model = loader.load_model()
+    seed = 9_000_000  # a held-out phantom case on a 1 mm grid: its model grid is its own grid, cropped
+    case = phantom.generate_case(seed, contrast="standard")
+    validation = evaluate(model.network, [synthetic_case(seed, "standard", model.card, keep_all=True)], model.card,
+                          torch.device("cpu"))
+    segmented = segment_images(case.images, model.card, model.network, device="cpu", warn=lambda message: None)
+    scores = metrics.compute_metrics(phantom.model_target(case), segmented.labels, labels=[1, 2], missing_ok=True)
+    assert validation["metastasis_dice"] == pytest.approx(scores["1"]["dice"], abs=0.005)
+    assert validation["vertebral_body_dice"] == pytest.approx(scores["2"]["dice"], abs=0.005)
+    assert validation["metastasis_lesion_sensitivity"] == pytest.approx(scores["1"]["lesions"]["sensitivity"])
+    assert validation["metastasis_false_positive_per_case"] == scores["1"]["lesions"]["false_positive"]

@@ -16,5 +16,6 @@ from .restore import to_input_grid
 
 __all__ = [
     "STAGES", "WINDOW_MAX_SCALE", "Predictor", "SegmentationResult", "StageProgress", "WindowPlan",
-    "check_output_paths", "flips", "predict_volume", "segment_files", "segment_images", "to_input_grid", "write_outputs",
+    "check_output_paths", "flips", "predict_volume", "segment_files", "segment_images", "to_input_grid",
+    "write_outputs",
 ]

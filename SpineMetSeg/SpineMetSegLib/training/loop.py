@@ -268,39 +268,36 @@ def anatomy_tuning_cases(card: ModelCard, folders: List[str], count: int) -> Lis
 
 
 
-@torch.no_grad()
-def predict_slices(model: torch.nn.Module, images: np.ndarray, device: torch.device, multiple: int,
-                   batch: int = 8) -> np.ndarray:
-    """Label every [C, a, b] slice of ``images`` [S, C, a, b] with the whole slice as input (edge-padded)."""
-    a, b = images.shape[2:]
-    pad_a, pad_b = (-a) % multiple, (-b) % multiple
-    out = np.zeros((images.shape[0], a, b), dtype=np.uint8)
-    for start in range(0, images.shape[0], batch):
-        chunk = np.pad(images[start: start + batch].astype(np.float32), ((0, 0), (0, 0), (0, pad_a), (0, pad_b)),
-                       mode="edge")
-        logits = model(torch.from_numpy(chunk).to(device))
-        out[start: start + batch] = logits.argmax(1)[:, :a, :b].cpu().numpy().astype(np.uint8)
-    return out
+def evaluate(model: torch.nn.Module, cases: List[CaseSlices], card: ModelCard, device: torch.device
+             ) -> Dict[str, Any]:
+    """Mean held-out metrics over ``cases`` with all channels: Dice per label, lesion-wise detection.
 
-
-def evaluate(model: torch.nn.Module, cases: List[CaseSlices], card: ModelCard, device: torch.device) -> Dict[str, Any]:
-    """Mean held-out metrics over ``cases`` with all channels: Dice per label, lesion-wise detection."""
+    Each case goes through ``segment``'s own predictor, argmax and post-processing (``inference.Predictor``,
+    ``inference.restore``), on the model grid the case is prepared on, so the numbers that choose a checkpoint are
+    the numbers ``segment`` would give on that grid.
+    """
+    from ..imageio import Geometry
+    from ..inference.predictor import Predictor
+    from ..inference.restore import model_grid_input, to_input_grid
     from ..metrics import compute_metrics
     from .preprocess import image_from_slices
 
     slice_axis = card.network.slice_axis
-    multiple = card.network.downsampling_factor
     was_training = model.training
-    model.eval()
+    predictor = Predictor(card, model, device=device, warn=lambda message: None)
     per_label: Dict[str, List[float]] = {label.name: [] for label in card.labels}
     sensitivities, false_positives = [], []
     lesion_value = str(card.label_value("metastasis"))
     try:
         for case in cases:
-            prediction = predict_slices(model, case.images, device, multiple)
+            volume = np.ascontiguousarray(np.moveaxis(case.images, 0, 1 + slice_axis), dtype=np.float32)
+            grid = Geometry(tuple(int(n) for n in volume.shape[1:]), tuple(float(s) for s in case.spacing),
+                            (0.0, 0.0, 0.0), (1.0, 0.0, 0.0, 0.0, 1.0, 0.0, 0.0, 0.0, 1.0))
+            probabilities = predictor.probabilities(volume)
+            prediction, _, _ = to_input_grid(probabilities, model_grid_input(grid), card, want=False)
             metrics = compute_metrics(
                 image_from_slices(case.labels, case.spacing, slice_axis),
-                image_from_slices(prediction, case.spacing, slice_axis),
+                prediction,
                 labels=[label.value for label in card.labels], missing_ok=True,
             )
             for label in card.labels:
@@ -314,6 +311,8 @@ def evaluate(model: torch.nn.Module, cases: List[CaseSlices], card: ModelCard, d
                 sensitivities.append(float(lesions["sensitivity"]))
             false_positives.append(float(lesions["false_positive"]))
     finally:
+        # The predictor runs CUDA models channels-last; training (and DDP's gradient buckets) keep the usual layout.
+        model.to(memory_format=torch.contiguous_format)
         model.train(was_training)
     result = {f"{name.replace(' ', '_')}_dice": (float(np.mean(v)) if v else None) for name, v in per_label.items()}
     result["metastasis_lesion_sensitivity"] = float(np.mean(sensitivities)) if sensitivities else None
