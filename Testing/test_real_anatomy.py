@@ -418,7 +418,7 @@ def test_train_reads_real_anatomy_case_folders_and_writes_a_model(own_case_folde
                          synthetic=False, anatomy=str(own_case_folder), anatomy_pool_size=1, validation_cases=0,
                          log_every=1, checkpoint_every=3, device="cpu", network_channels=(4, 8),
                          network_strides=(2,))
-    result = train(config, progress_bar=False)
+    result = train(config)
     assert result.model_file.is_file() and result.steps == 3
     card = json.loads(result.card_file.read_text(encoding="utf-8"))
     assert "real healthy lumbar MRI" in card["training_data"] and "no real metastasis" in card["training_data"]
@@ -432,4 +432,4 @@ def test_train_refuses_a_folder_of_only_validation_scans(tmp_path):
     config = TrainConfig(output=str(tmp_path / "run"), steps=1, synthetic=False, anatomy=str(tmp_path / "cases"),
                          validation_cases=0, device="cpu")
     with pytest.raises(SpineMetSegError, match="nothing to train on"):
-        train(config, progress_bar=False)
+        train(config)

@@ -96,7 +96,7 @@ def losses(output: Path):
 def test_training_steps_reduce_the_loss(tmp_path):
     folder = write_folder(tmp_path / "data", cases=1)
     output = tmp_path / "run"
-    result = train(tiny_config(output, folder, steps=40, learning_rate=1e-2), progress_bar=False)
+    result = train(tiny_config(output, folder, steps=40, learning_rate=1e-2))
     curve = losses(output)
     assert len(curve) == 40
     assert np.mean(curve[-5:]) < 0.7 * np.mean(curve[:5])
@@ -105,7 +105,7 @@ def test_training_steps_reduce_the_loss(tmp_path):
 
 def test_resume_after_cancel_continues_like_an_uninterrupted_run(tmp_path):
     folder = write_folder(tmp_path / "data")
-    straight = train(tiny_config(tmp_path / "straight", folder), progress_bar=False)
+    straight = train(tiny_config(tmp_path / "straight", folder))
 
     def cancel_at_step_4(stage, percent, message):
         if message.startswith("step 4/"):
@@ -113,9 +113,9 @@ def test_resume_after_cancel_continues_like_an_uninterrupted_run(tmp_path):
 
     interrupted = tmp_path / "interrupted"
     with pytest.raises(CancelledError):
-        train(tiny_config(interrupted, folder), progress=cancel_at_step_4, progress_bar=False)
+        train(tiny_config(interrupted, folder), progress=cancel_at_step_4)
     assert torch.load(interrupted / "checkpoint.pt", weights_only=True)["step"] == 4
-    resumed = train(tiny_config(interrupted, folder), resume=True, progress_bar=False)
+    resumed = train(tiny_config(interrupted, folder), resume=True)
     assert resumed.steps == 6
     assert losses(interrupted) == pytest.approx(losses(tmp_path / "straight"))
     from SpineMetSegLib.weights import load_state_dict
@@ -129,7 +129,7 @@ def test_resume_without_checkpoint_is_a_clear_error(tmp_path):
     from SpineMetSegLib.errors import ModelError
 
     with pytest.raises(ModelError, match="checkpoint"):
-        train(tiny_config(tmp_path / "run", folder), resume=True, progress_bar=False)
+        train(tiny_config(tmp_path / "run", folder), resume=True)
 
 
 def test_two_gloo_processes_train_a_model_that_imports(tmp_path, monkeypatch):
