@@ -433,3 +433,23 @@ def test_train_refuses_a_folder_of_only_validation_scans(tmp_path):
                          validation_cases=0, device="cpu")
     with pytest.raises(SpineMetSegError, match="nothing to train on"):
         train(config)
+
+
+def test_import_vb_reports_progress_lines_or_a_bar_from_the_same_events(tmp_path, capsys):
+    from progress_checks import check_bar_shows_the_protocol, check_protocol
+
+    from SpineMetSegLib.cli import main
+
+    repository = _repository(tmp_path / "repo")
+    runs = {}
+    for choice in ("lines", "bar"):
+        assert main(["dataset", "import-vb", str(repository), "--output", str(tmp_path / choice),
+                     "--progress", choice]) == 0
+        runs[choice] = capsys.readouterr()
+
+    events = check_protocol(runs["lines"].out)
+    assert [(stage, percent, message) for stage, percent, message in events] == [
+        ("import", 25, "vb2_01"), ("import", 50, "vb2_02"), ("import", 75, "vb3_05"),
+        ("import", 100, "vb3_06 (a duplicate of vb3_05)"), ("done", 100, f"3 distinct scans in {tmp_path / 'lines'}")]
+    assert check_bar_shows_the_protocol(runs["bar"].err, events)[:4] == events[:4]
+    assert "imported 3 distinct scans" in runs["bar"].out and "SPINEMETSEG-PROGRESS" not in runs["bar"].out

@@ -247,3 +247,24 @@ def test_synthetic_stream_delivers_the_scheduled_training_cases():
     assert streamed.name == direct.name
     assert np.array_equal(streamed.labels, direct.labels) and np.array_equal(streamed.images, direct.images)
     assert streamed.images.shape[1] == len(card.inputs) and streamed.foreground_slices.size > 0
+
+
+def test_train_command_reports_progress_lines_or_a_bar_from_the_same_events(tmp_path, capsys):
+    from progress_checks import check_bar_shows_the_protocol, check_protocol
+
+    from SpineMetSegLib.cli import main
+
+    folder = write_folder(tmp_path / "data", cases=1)
+    runs = {}
+    for choice in ("lines", "bar"):
+        code = main(["train", "--output", str(tmp_path / choice), "--data", str(folder), "--no-synthetic",
+                     "--steps", "4", "--batch-size", "2", "--patch-size", "32", "32", "--channels", "4", "8",
+                     "--strides", "2", "--device", "cpu", "--log-every", "1", "--progress", choice])
+        assert code == 0
+        runs[choice] = capsys.readouterr()
+
+    events = check_protocol(runs["lines"].out)
+    assert [(stage, percent) for stage, percent, _ in events] == [
+        ("train", 25), ("train", 50), ("train", 75), ("train", 100), ("done", 100)]
+    assert events[0][2].startswith("step 1/4 loss ") and events[0][2].endswith(" patches/s")
+    assert check_bar_shows_the_protocol(runs["bar"].err, events) and "SPINEMETSEG-PROGRESS" not in runs["bar"].out

@@ -133,7 +133,7 @@ def run_download(args: argparse.Namespace) -> int:
         timeout_s=DEFAULT_TIMEOUT_S if args.timeout is None else args.timeout,
         retries=DEFAULT_RETRIES if args.retries is None else args.retries,
     )
-    progress("done", 100, f"{card} is in {path}")
+    progress("done", 100, f"{card} is in the cache")
     print(path)
     return 0
 
