@@ -5,6 +5,7 @@ from __future__ import annotations
 import copy
 import hashlib
 import json
+import os
 import pickle
 import socket
 from pathlib import Path
@@ -267,3 +268,20 @@ def test_download_failure_exits_2_with_the_http_status(home, capsys, tmp_path, m
         code, out, err = run(capsys, "download", "served-model", "--retries", "0")
     assert code == EXIT_USER_ERROR and out == ""
     assert "HTTP 404" in err
+
+
+def test_an_imported_model_the_catalog_overrides_is_one_warning_line_on_stderr(home, capsys, user_model):
+    weights, card_path = user_model
+    assert run(capsys, "import", str(weights), "--card", str(card_path))[0] == 0
+    listing = Path(os.environ[catalog.CATALOG_ENV])  # the home fixture's catalog: add the same name and version
+    document = json.loads(listing.read_text())
+    document["models"].append(card_for(REMOTE_DATA, REMOTE_URL.replace("remote-model", "hospital-t1"),
+                                       name="hospital-t1", version="0.1.0"))
+    listing.write_text(json.dumps(document))
+
+    code, out, err = run(capsys, "list")
+
+    assert code == 0 and rows(out)[("hospital-t1", "0.1.0")] == (True, "not downloaded")
+    expected = ("warning: the imported model hospital-t1 0.1.0 is ignored: the catalog has a model of the same name "
+                "and version. Remove it with 'spinemetseg models remove hospital-t1 --version 0.1.0'.")
+    assert err.splitlines() == [expected]  # through logging, once; not also printed by the command

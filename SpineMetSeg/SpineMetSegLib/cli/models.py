@@ -94,9 +94,7 @@ def run_list(args: argparse.Namespace) -> int:
     from .. import cache
     from ..catalog import load_catalog
 
-    catalog = load_catalog()
-    for conflict in catalog.conflicts:
-        print(f"warning: {conflict}", file=sys.stderr)
+    catalog = load_catalog()  # an imported model the catalog overrides is logged: "warning: ..." on stderr
     cards = [card for name in catalog.names() for card in catalog.versions(name)]
     if args.json:
         rows = [{"name": card.name, "version": card.version, "title": card.title, "inputs": list(card.inputs),

@@ -116,8 +116,10 @@ def run(args: argparse.Namespace) -> int:
         used = [device]
     else:
         candidates = [find_device(devices, args.device)] if args.device else devices
+        progress = progress_for(args.progress)
         proposal = propose(anatomy, args.lesion, candidates, cone_axis_ras=args.cone_axis,
-                           cone_half_angle_deg=args.cone_angle, progress=progress_for(args.progress), **limits)
+                           cone_half_angle_deg=args.cone_angle, progress=progress, **limits)
+        progress("done", 100, f"proposed {proposal.device.name}")
         zones, result, used = [proposal.zone], proposal.result, [proposal.device]
         proposal_dict = proposal.as_dict()
         print(("proposal meets the limits with " if proposal.feasible else
