@@ -88,3 +88,21 @@ def test_a_library_warning_reaches_standard_error_as_a_warning_line(capsys):
 
     assert capsys.readouterr().err == "warning: out of memory on cuda: retrying with 2 window(s) at a time\n"
     assert logging.getLogger("SpineMetSegLib").getEffectiveLevel() == logging.WARNING
+
+
+def test_a_warning_during_a_bar_on_a_terminal_starts_on_its_own_line(monkeypatch):
+    from SpineMetSegLib import devices
+    from SpineMetSegLib.cli import configure_logging
+
+    terminal = Terminal()
+    monkeypatch.setattr("sys.stderr", terminal)
+    configure_logging()
+    bar = ProgressBar()  # draws on standard error, the terminal
+    bar("inference", 40, "window 1/3")
+    devices.warn_to_stderr("out of memory on cuda: retrying with 2 window(s) at a time")
+    bar("inference", 80, "window 3/3")
+    bar.close()
+
+    lines = terminal.getvalue().split("\n")
+    assert lines[1] == "warning: out of memory on cuda: retrying with 2 window(s) at a time"
+    assert lines[0].startswith("\rinference [") and lines[2].startswith("\rinference [")

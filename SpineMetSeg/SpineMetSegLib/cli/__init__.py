@@ -56,6 +56,12 @@ class _StderrHandler(logging.StreamHandler):
     def stream(self, value):  # logging.StreamHandler.__init__ sets it; the property always follows sys.stderr
         pass
 
+    def emit(self, record: logging.LogRecord) -> None:
+        from ..progress import close_bars
+
+        close_bars()  # a warning in the middle of a bar drawn in place starts on a line of its own
+        super().emit(record)
+
 
 class _LevelFormatter(logging.Formatter):
     """``warning: <message>``: the same form as the command line's own ``error:`` lines."""
