@@ -23,6 +23,7 @@ from inference_fixtures import make_card_json, seeded_network  # noqa: E402
 from vtkmodules.util import numpy_support  # noqa: E402
 
 from SpineMetSegLib import catalog, imageio, lesions, metrics, weights  # noqa: E402
+from SpineMetSegLib.cli import main  # noqa: E402
 from SpineMetSegLib.errors import CancelledError, GeometryError, SpineMetSegError  # noqa: E402
 from SpineMetSegLib.modelcard import Label  # noqa: E402
 from SpineMetSegLib.mrml import scene as mrml_scene  # noqa: E402
@@ -452,7 +453,8 @@ def test_remove_lesion_deletes_exactly_that_lesion(context, t1_node, small_model
 # --- evaluation ------------------------------------------------------------------------------------------
 
 
-def test_metrics_against_a_reference_on_another_grid_agree_with_the_core(context, t1_node, small_model, tmp_path):
+def test_metrics_against_a_reference_on_another_grid_agree_with_the_core(context, t1_node, small_model, tmp_path,
+                                                                         capsys):
     prediction_labels = spine_like_labels()
     node = _imported_result(context, t1_node, small_model[0], oblique_image(prediction_labels)).segmentation_node
     # The reference: a coarser, differently rotated and shifted grid, with its own lesion outline.
@@ -484,6 +486,19 @@ def test_metrics_against_a_reference_on_another_grid_agree_with_the_core(context
     csv_text = tables.write_csv(evaluation.table_node, tmp_path / "metrics.csv").read_text(encoding="utf-8")
     assert csv_text.splitlines()[0] == "Metric,Value,Unit,Note"
     assert f"Dice,{expected['dice']:.6g}" in csv_text
+    # The panel's table is the command line's table: same rows, in the same order, with the same values.
+    sitk.WriteImage(truth, str(tmp_path / "reference.nii.gz"))
+    sitk.WriteImage(predicted_lesions, str(tmp_path / "prediction.nii.gz"))
+    assert main(["evaluate", "--reference", str(tmp_path / "reference.nii.gz"), "--prediction",
+                 str(tmp_path / "prediction.nii.gz"), "--label", "1"]) == 0
+    printed = capsys.readouterr().out.splitlines()
+    panel_rows = tables.rows_of(evaluation.table_node)
+    header = next(index for index, line in enumerate(printed) if line.strip() == "label 1")
+    table_lines = printed[header + 1:header + 1 + len(panel_rows)]
+    assert [line[:24].strip().rstrip("*") for line in table_lines] == [row["Metric"] for row in panel_rows]
+    for line, row in zip(table_lines, panel_rows):
+        cell = line.split()[-1] if not row["Unit"] else line.split()[-2]
+        assert cell == "n/a" if row["Value"] is None else float(cell) == pytest.approx(row["Value"], abs=6e-4)
 
 
 def _truth_card():

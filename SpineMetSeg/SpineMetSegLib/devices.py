@@ -20,9 +20,9 @@ from typing import Callable, Optional, TypeVar
 
 import torch
 
+from .device_names import DEVICE_CHOICES
 from .errors import SpineMetSegError
 
-DEVICE_CHOICES = ("auto", "cpu", "cuda", "mps")
 # Share of the free memory a batch may use: the rest is for the input, the blended output and other programs.
 MEMORY_SHARE = 0.5
 # More items a batch do not make the CPU faster (measured: the same time per 256x256 window at 1, 4 and 8)

@@ -17,6 +17,8 @@ import json
 import time
 from pathlib import Path
 
+from ..device_names import DEVICE_HELP
+
 DEFAULT_OUTPUT = "spinemetseg-demo"
 # Clinical spine protocols are sagittal 2D stacks; that is what the default model is for.
 DEMO_ACQUISITION = "sagittal2d"
@@ -32,13 +34,13 @@ def register(subcommands: argparse._SubParsersAction) -> None:
     )
     parser.add_argument("--output", default=DEFAULT_OUTPUT, metavar="DIR", help=f"folder (default {DEFAULT_OUTPUT})")
     parser.add_argument("--seed", type=int, default=0, metavar="N", help="phantom seed (default 0)")
-    parser.add_argument("--device", default="auto", help="auto (CUDA, then MPS, then CPU), cpu, cuda or mps")
+    parser.add_argument("--device", default="auto", help=DEVICE_HELP)
     parser.add_argument("--threads", type=int, metavar="N", help="CPU threads (default: all cores)")
     parser.set_defaults(run=run)
 
 
 def run(args: argparse.Namespace) -> int:
-    from .. import inference, metrics, overlay, phantom
+    from .. import figures, inference, metrics, phantom
     from ..atomicfile import write_text_atomic
     from ..labels import ModelLabel
     from ..loader import load_network, resolve_card
@@ -86,11 +88,12 @@ def run(args: argparse.Namespace) -> int:
             print(f"    {label.name} Dice {_number(scores[str(label.value)]['dice'])}")
 
     print("4/4 overlay picture")
-    overlay.save_overlay(
-        case.images["t1"],
-        case.lesions,
-        result.labels == int(ModelLabel.METASTASIS),
+    figures.overlay_png(
+        phantom.model_target(case),
+        result.labels,
         output / "overlay.png",
+        label=int(ModelLabel.METASTASIS),
+        image=case.images["t1"],
         title=f"phantom seed {args.seed}: metastasis Dice {_number(lesion['dice'])}",
     )
     print(f"done in {time.perf_counter() - started:.1f} s; wrote {output}/: case/, segmentation.nii.gz, "

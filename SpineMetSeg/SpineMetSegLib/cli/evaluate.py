@@ -25,27 +25,8 @@ from typing import Any, Dict, List, Optional
 
 from ..errors import SpineMetSegError
 
-TABLE_ROWS = (
-    ("dice", "Dice", ""),
-    ("iou", "IoU", ""),
-    ("sensitivity", "Sensitivity", ""),
-    ("specificity", "Specificity*", ""),
-    ("precision", "Precision", ""),
-    ("hd95_mm", "HD95", " mm"),
-    ("assd_mm", "ASSD", " mm"),
-    ("volume_reference_ml", "Volume reference", " mL"),
-    ("volume_prediction_ml", "Volume prediction", " mL"),
-    ("volume_difference_ml", "Volume difference**", " mL"),
-    ("lesions.reference_count", "Lesions in reference", ""),
-    ("lesions.prediction_count", "Lesions in prediction", ""),
-    ("lesions.detected", "Lesions detected", ""),
-    ("lesions.missed", "Lesions missed", ""),
-    ("lesions.false_positive", "False-positive lesions", ""),
-    ("lesions.sensitivity", "Lesion sensitivity", ""),
-    ("lesions.precision", "Lesion precision", ""),
-    ("lesions.f1", "Lesion F1", ""),
-    ("lesions.lesion_dice", "Lesion-wise Dice", ""),
-)
+# Footnote marks of the rows whose value needs reading with care (the notes of ``metric_table``).
+FOOTNOTE_MARKS = {"specificity": "*", "volume_difference_ml": "**"}
 COHORT_COLUMNS = (
     ("dice", "Dice"),
     ("sensitivity", "Sens"),
@@ -236,20 +217,21 @@ def _format(value: Optional[float], unit: str = "", key: str = "") -> str:
 
 
 def _print_pair_table(result: Dict[str, Dict[str, Any]]) -> None:
-    from ..metrics import metric_value
+    from ..metric_table import display_rows
 
     labels = list(result)
-    width = max(len(name) for _, name, _ in TABLE_ROWS) + 2
+    table = {label: display_rows(result[label]) for label in labels}
+    names = [row.name + FOOTNOTE_MARKS.get(row.key, "") for row in table[labels[0]]]
+    width = max(len(name) for name in names) + 2
     print("".ljust(width) + "".join(f"label {label}".rjust(16) for label in labels))
     reasons: List[str] = []
-    for key, name, unit in TABLE_ROWS:
+    for index, name in enumerate(names):
         cells = []
         for label in labels:
-            value = metric_value(result[label], key)
-            cells.append(_format(value, unit, key).rjust(16))
-            reason = _reason(result[label], key)
-            if value is None and reason:
-                reasons.append(f"label {label} {name.rstrip('*')}: n/a because {reason}")
+            row = table[label][index]
+            cells.append(_format(row.value, f" {row.unit}" if row.unit else "", row.key).rjust(16))
+            if row.value is None and row.note:
+                reasons.append(f"label {label} {row.name}: n/a because {row.note}")
         print(name.ljust(width) + "".join(cells))
     lesion_rule = result[labels[0]]["lesions"]
     print(
@@ -258,13 +240,6 @@ def _print_pair_table(result: Dict[str, Dict[str, Any]]) -> None:
     )
     for line in FOOTNOTES + tuple(reasons):
         print(line)
-
-
-def _reason(block: Dict[str, Any], key: str) -> Optional[str]:
-    *parents, leaf = key.split(".")
-    for part in parents:
-        block = block.get(part, {})
-    return block.get(f"{leaf}_reason")
 
 
 def _print_cohort_table(result) -> None:

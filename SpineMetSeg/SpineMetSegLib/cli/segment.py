@@ -17,6 +17,7 @@ from __future__ import annotations
 import argparse
 from typing import Any, Dict, Optional, Tuple
 
+from ..device_names import DEVICE_HELP
 from ..errors import SpineMetSegError
 from ..modelcard import ModelCard
 from ..progress import add_progress_option
@@ -56,7 +57,7 @@ def add_model_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--model-version", metavar="V", help="model version (default: the newest)")
     parser.add_argument("--weights", metavar="FILE", help="weights of a model not in the catalog (with --card)")
     parser.add_argument("--card", metavar="CARD.json", help="model card for --weights")
-    parser.add_argument("--device", default="auto", help="auto (CUDA, then MPS, then CPU), cpu, cuda or mps")
+    parser.add_argument("--device", default="auto", help=DEVICE_HELP)
     parser.add_argument("--threads", type=int, metavar="N", help="CPU threads (default: all cores)")
     parser.add_argument("--tta", action="store_true", help="average over flipped copies (slower, smoother)")
     parser.add_argument(

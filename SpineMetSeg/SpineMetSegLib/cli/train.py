@@ -18,6 +18,7 @@ import argparse
 import shlex
 import sys
 
+from ..device_names import DEVICE_HELP
 from ..progress import add_progress_option
 
 
@@ -67,7 +68,7 @@ def register(subcommands: argparse._SubParsersAction) -> None:
     parser.add_argument("--validate-every", type=int, default=500)
     parser.add_argument("--checkpoint-every", type=int, default=250)
     parser.add_argument("--log-every", type=int, default=10)
-    parser.add_argument("--device", default="auto", help="auto, cpu, cuda (default auto)")
+    parser.add_argument("--device", default="auto", help=DEVICE_HELP)
     parser.add_argument("--threads", type=int, default=0, help="CPU threads for torch (default: torch's choice)")
     parser.add_argument("--fine-tune", metavar="MODEL", help="start from this catalog model (NAME or NAME:VERSION)")
     parser.add_argument("--channels", type=int, nargs="+", help="UNet channels per level (default: the base card's)")

@@ -20,11 +20,9 @@ from __future__ import annotations
 
 from typing import Callable, Optional
 
-DEVICE_CHOICES = (
-    ("auto", "Automatic (GPU when there is one)"),
-    ("cuda", "GPU (CUDA)"),
-    ("cpu", "CPU"),
-)
+from ..device_names import PANEL_DEVICE_CHOICES
+
+DEVICE_CHOICES = PANEL_DEVICE_CHOICES
 GIGABYTE = 1024**3
 # The parameter node's parameter holding the choice (the parameterNodeWrapper field name).
 DEVICE_PARAMETER = "device"

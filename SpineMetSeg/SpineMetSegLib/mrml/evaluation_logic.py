@@ -22,6 +22,7 @@ from typing import Any, Dict, List, Optional, Tuple
 
 from .. import metrics as core_metrics
 from ..errors import SpineMetSegError
+from ..metric_table import display_rows
 from . import scene as mrml_scene
 from . import segments, tables
 from .segmentation_logic import original_prediction
@@ -35,30 +36,6 @@ TABLE_COLUMNS = (
     tables.Column("Unit"),
     tables.Column("Note"),
 )
-# (metrics key, shown name, unit); ratios are shown as fractions 0..1, like the metrics JSON.
-VOXEL_ROWS = (
-    ("dice", "Dice", ""),
-    ("sensitivity", "Sensitivity", ""),
-    ("specificity", "Specificity", ""),
-    ("precision", "Precision", ""),
-    ("iou", "IoU", ""),
-    ("hd95_mm", "HD95", "mm"),
-    ("assd_mm", "ASSD", "mm"),
-    ("volume_reference_ml", "Reference volume", "mL"),
-    ("volume_prediction_ml", "Compared volume", "mL"),
-)
-LESION_ROWS = (
-    ("reference_count", "Reference lesions", ""),
-    ("prediction_count", "Compared lesions", ""),
-    ("detected", "Detected lesions", ""),
-    ("missed", "Missed lesions", ""),
-    ("false_positive", "False positive lesions", ""),
-    ("sensitivity", "Lesion sensitivity", ""),
-    ("precision", "Lesion precision", ""),
-    ("f1", "Lesion F1", ""),
-)
-
-
 @dataclass
 class Evaluation:
     metrics: Dict[str, Any]  # the metrics JSON block of one label (DESIGN.md keys)
@@ -67,17 +44,8 @@ class Evaluation:
 
 
 def metric_rows(metrics: Dict[str, Any]) -> List[Tuple[str, Optional[float], str, str]]:
-    """Table rows (name, value, unit, note) of one label's metrics; a missing ratio keeps its reason."""
-    rows = []
-    for key, name, unit in VOXEL_ROWS:
-        note = metrics.get(f"{key}_reason") or ""
-        if key == "specificity" and metrics.get(key) is not None:
-            note = core_metrics.SPECIFICITY_NOTE
-        rows.append((name, metrics.get(key), unit, note))
-    lesions = metrics.get("lesions", {})
-    for key, name, unit in LESION_ROWS:
-        rows.append((name, lesions.get(key), unit, lesions.get(f"{key}_reason") or ""))
-    return rows
+    """Table rows (name, value, unit, note) of one label's metrics: the command line's table (``metric_table``)."""
+    return [(row.name, row.value, row.unit, row.note) for row in display_rows(metrics)]
 
 
 class EvaluationLogic:
