@@ -25,15 +25,12 @@ from SpineMetSegLib.data.vb_import import find_sets, import_vb
 from SpineMetSegLib.errors import SpineMetSegError
 from SpineMetSegLib.training.losses import MarginalDiceCELoss
 
-SPINE_VB = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "spine-vb"
 LESION_REACH_MM = 7.0  # epidural lesions may grow up to 6 mm beyond the body mask; one voxel of rounding
 
 
 @pytest.fixture(scope="session")
-def spine_vb() -> Path:
-    if not SPINE_VB.is_dir():
-        pytest.skip(f"real lumbar MRI fixtures not found at {SPINE_VB}")
-    return SPINE_VB
+def spine_vb(spine_vb_dir) -> Path:
+    return spine_vb_dir
 
 
 def run_cli(*args: str) -> subprocess.CompletedProcess:
