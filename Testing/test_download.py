@@ -149,11 +149,10 @@ def test_a_file_with_the_wrong_sha256_is_refused_and_not_kept(home, server):
 
 
 def test_a_silent_server_hits_the_timeout(home, server):
+    # The server answers in full after 3 s: a client that waited for it would succeed, so the error is the timeout.
     card = serve(server, delay_s=3.0)
-    started = time.monotonic()
     with pytest.raises(DownloadError) as error:
         download.download_model(card, timeout_s=0.2, retries=1, backoff_s=0.0)
-    assert time.monotonic() - started < 2.5  # two attempts of 0.2 s, not the server's 3 s
     assert "no answer within 0.2 s" in str(error.value) and "after 2 attempts" in str(error.value)
     assert files_in(home) == set()
 

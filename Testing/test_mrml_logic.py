@@ -407,15 +407,18 @@ def test_painting_voxels_refreshes_the_lesion_table_through_the_watcher(context,
 def test_a_burst_of_edits_is_measured_once_after_it_pauses(context, t1_node, small_model):
     node = _imported_result(context, t1_node, small_model[0]).segmentation_node
     logic = LesionTableLogic(context)
-    watcher = LesionTableWatcher(logic.update, delay_s=0.5)
+    now = [100.0]  # the watcher's clock, moved by hand: no sleeping, and a loaded machine cannot stretch the burst
+    watcher = LesionTableWatcher(logic.update, delay_s=0.5, clock=lambda: now[0])
     watcher.watch(node, logic.update(node).table_node)
 
     _paint_box(node, "metastasis", np.s_[12:14, 4:7, 3:6])
+    now[0] += 0.4
     _erase_box(node, "metastasis", (slice(5, 9), slice(6, 10), slice(4, 8)))
+    now[0] += 0.4
 
-    assert watcher.update_if_due() is None  # still inside the burst
-    time.sleep(0.6)
-    assert len(watcher.update_if_due().lesions) == 3  # one added, one erased
+    assert watcher.update_if_due() is None  # 0.4 s after the last edit: still inside the burst
+    now[0] += 0.2
+    assert len(watcher.update_if_due().lesions) == 3  # 0.6 s after it: measured once, one added, one erased
     assert watcher.update_if_due() is None
 
 
