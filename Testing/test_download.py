@@ -194,6 +194,7 @@ CONCURRENT_DOWNLOAD = textwrap.dedent("""
 """)
 
 
+@pytest.mark.slow
 def test_two_processes_downloading_one_model_end_with_one_correct_file(home, server):
     # About 0.8 s of transfer, so the second process arrives while the first one still downloads.
     card = serve(server, chunk_delay_s=0.02)
@@ -300,6 +301,7 @@ sys.exit(main(["models", "download", "test-model"]))
 """
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("received", ["nothing", "some bytes"])
 def test_sigterm_during_a_download_leaves_no_empty_part_and_reports_a_kept_one(home, server, tmp_path, received):
     import signal

@@ -155,6 +155,7 @@ def test_the_module_cites_the_three_papers_and_links_the_guide():
     assert 'title = _("Spine Metastasis Segmentation")' in source
 
 
+@pytest.mark.slow
 def test_what_slicer_imports_at_start_up_needs_none_of_the_packages_the_panel_installs():
     """Slicer lists the sample case when it starts, before the panel can install PyTorch, MONAI or SciPy: the
     modules it imports then must load without them (Slicer itself ships SimpleITK and NumPy)."""

@@ -159,6 +159,7 @@ def test_volume_under_a_linear_transform_is_written_where_the_user_sees_it(conte
 # --- segmentation through the real child process ---------------------------------------------------------
 
 
+@pytest.mark.slow
 def test_segmentation_lands_on_the_input_grid_with_the_cards_segments(context, t1_node, small_model, tmp_path):
     card = small_model[0]
     logic = SegmentationLogic(context)
@@ -202,6 +203,7 @@ def test_segmentation_lands_on_the_input_grid_with_the_cards_segments(context, t
     assert node.GetDisplayNode().GetVisibility()
 
 
+@pytest.mark.slow
 def test_the_panels_lesion_confidence_reaches_the_child_process(context, t1_node, small_model):
     logic = SegmentationLogic(context)
     default = logic.segment(request_for(t1_node, small_model)).segmentation_node
@@ -226,6 +228,7 @@ def _core_segmentation(path, small_model) -> np.ndarray:
     return sitk.GetArrayFromImage(result.labels)
 
 
+@pytest.mark.slow
 def test_failing_run_leaves_the_scene_and_the_chosen_output_unchanged(context, t1_node, small_model):
     """The real child process, given a constant volume, fails; nothing in the scene changes."""
     flat = mrml_scene.add_volume_node(context.scene, oblique_image(np.full(SIZE_IJK[::-1], 5.0, np.float32)), "T1")
@@ -241,6 +244,7 @@ def test_failing_run_leaves_the_scene_and_the_chosen_output_unchanged(context, t
     assert segment_voxels(output) == voxels_before
 
 
+@pytest.mark.slow
 def test_cancelled_run_leaves_the_scene_unchanged(context, t1_node, small_model):
     before = scene_state(context.scene)
     job = SegmentationLogic(context).start(request_for(t1_node, small_model))
@@ -502,6 +506,7 @@ def test_compare_with_original_needs_a_segmentation_made_by_the_module(context, 
 # --- sample case -----------------------------------------------------------------------------------------
 
 
+@pytest.mark.slow
 def test_sample_case_arrives_as_named_volumes_with_the_phantoms_truth(context):
     from SpineMetSegLib.mrml import sample_data
     from SpineMetSegLib.mrml.input_matching import match_volume_nodes
@@ -542,6 +547,7 @@ def test_sample_data_registration_shows_a_title_and_names_one_file_node_and_read
     assert all(uri.startswith("spinemetseg://phantom/") for uri in arguments["uris"])
 
 
+@pytest.mark.slow
 def test_sample_uris_load_the_phantom_through_urllib_as_slicers_sample_data_does(context, tmp_path):
     """SampleDataLogic.downloadFile fetches with urllib.request.urlretrieve (v5.8.0 line 949, v5.10.0 line 1098)
     into the cache, then loads each file with the named reader; the same steps here, with slicer-core's readers."""
@@ -672,6 +678,7 @@ def served_model(tmp_path, monkeypatch):
     server.shutdown()
 
 
+@pytest.mark.slow
 def test_model_is_downloaded_by_a_child_process_with_progress(served_model):
     from SpineMetSegLib.mrml.model_logic import ModelLogic
 
@@ -699,6 +706,7 @@ def test_default_model_is_listed_first_and_is_on_this_computer():
     assert "synthetic" in entries[0].description.lower()
 
 
+@pytest.mark.slow
 def test_self_test_workflow_on_the_sample_case(context):
     """What SpineMetSegTest does in Slicer: sample case, default model, one lesion removed, Dice vs the truth."""
     from SpineMetSegLib.mrml import sample_data
@@ -732,6 +740,7 @@ def test_the_saved_device_is_applied_to_a_new_panel_node_and_again_after_close_s
     assert needs_saved_device(node)
 
 
+@pytest.mark.slow
 def test_the_gpu_check_runs_in_a_child_process_and_says_what_this_computer_has():
     from SpineMetSegLib.mrml.device_choice import describe_hardware, probe_result, start_hardware_probe
     from SpineMetSegLib.mrml.process_runner import SubprocessRunner

@@ -78,6 +78,7 @@ def test_extension_icon_is_a_128_pixel_square_png():
             assert image.size == (128, 128)
 
 
+@pytest.mark.slow
 def test_core_imports_without_slicer_or_qt():
     # slicer and qt are made unimportable: the core must never need them.
     code = (
@@ -160,6 +161,7 @@ def test_pyproject_lists_every_package_of_the_library():
     assert found <= listed, f"packages missing from pyproject.toml, a wheel would lack them: {sorted(found - listed)}"
 
 
+@pytest.mark.slow
 def test_a_wheel_install_finds_the_catalog_and_segments_with_the_embedded_model(tmp_path):
     # A non-editable install: only what the wheel carries, imported ahead of the editable checkout. The wheel is
     # built from a copy, so the build leaves nothing in the checkout.

@@ -45,6 +45,7 @@ def triple(values) -> str:
     return ",".join(f"{v:g}" for v in values)
 
 
+@pytest.mark.slow
 def test_plan_proposes_a_probe_and_writes_the_plan_and_picture(segmentation, tmp_path, capsys):
     plan_json, plan_png = tmp_path / "plan.json", tmp_path / "plan.png"
     code = main(["plan", str(segmentation), "--lesion", "1", "--margin", "3", "--canal-clearance", "3",

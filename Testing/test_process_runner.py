@@ -88,6 +88,7 @@ def wait_for_line(lines: queue.Queue, accept, timeout_s: float = 120.0) -> list:
     raise AssertionError("expected output never came:\n" + "\n".join(seen[-20:]))
 
 
+@pytest.mark.slow
 @posix_only
 def test_cancel_behind_a_launcher_stops_the_real_child_which_cleans_up(tmp_path):
     folder = tmp_path / "case"
@@ -121,6 +122,7 @@ def test_cancel_behind_a_launcher_stops_the_real_child_which_cleans_up(tmp_path)
     assert sorted(p.name for p in folder.iterdir()) == before
 
 
+@pytest.mark.slow
 @posix_only
 def test_a_child_that_ignores_cancel_is_killed_after_the_grace_period(tmp_path):
     command, pid_file = launcher_command(tmp_path)

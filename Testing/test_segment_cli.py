@@ -155,6 +155,7 @@ def test_weights_without_a_card_and_weights_of_another_network_are_clear_errors(
     assert not (tmp_path / "seg.nii.gz").exists()
 
 
+@pytest.mark.slow
 def test_sigterm_during_inference_exits_130_before_finishing_and_leaves_no_file(tmp_path):
     # No clock: "promptly" is checked as "the run stopped inside inference", by the command's own progress lines.
     folder = tmp_path / "case"

@@ -93,6 +93,7 @@ def losses(output: Path):
         return [float(row["loss"]) for row in csv.DictReader(handle) if row["loss"]]
 
 
+@pytest.mark.slow
 def test_training_steps_reduce_the_loss(tmp_path):
     folder = write_folder(tmp_path / "data", cases=1)
     output = tmp_path / "run"
@@ -103,6 +104,7 @@ def test_training_steps_reduce_the_loss(tmp_path):
     assert result.model_file.is_file() and (output / "learning_curves.png").stat().st_size > 0
 
 
+@pytest.mark.slow
 def test_resume_after_cancel_continues_like_an_uninterrupted_run(tmp_path):
     folder = write_folder(tmp_path / "data")
     straight = train(tiny_config(tmp_path / "straight", folder), progress_bar=False)
@@ -132,6 +134,7 @@ def test_resume_without_checkpoint_is_a_clear_error(tmp_path):
         train(tiny_config(tmp_path / "run", folder), resume=True, progress_bar=False)
 
 
+@pytest.mark.slow
 def test_two_gloo_processes_train_a_model_that_imports(tmp_path, monkeypatch):
     folder = write_folder(tmp_path / "data")
     output = tmp_path / "ddp"
@@ -206,6 +209,7 @@ def _default_card():
 LESION_CASE_SEED = 9_000_004
 
 
+@pytest.mark.slow
 def test_shipped_model_segments_a_synthetic_case(tmp_path):
     phantom = pytest.importorskip("SpineMetSegLib.phantom")
     from SpineMetSegLib.catalog import load_catalog
@@ -234,6 +238,7 @@ def test_channel_dropout_keeps_at_least_one_sequence_and_covers_every_subset():
     assert kept == {tuple(bool((s >> c) & 1) for c in range(3)) for s in range(1, 8)}
 
 
+@pytest.mark.slow
 def test_synthetic_stream_delivers_the_scheduled_training_cases():
     pytest.importorskip("SpineMetSegLib.phantom")
     from SpineMetSegLib.training.data import TRAINING_SEED_LIMIT, SyntheticStream, synthetic_case, training_case_seed
