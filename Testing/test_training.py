@@ -211,7 +211,7 @@ LESION_CASE_SEED = 9_000_004
 
 @pytest.mark.slow
 def test_shipped_model_segments_a_synthetic_case(tmp_path):
-    phantom = pytest.importorskip("SpineMetSegLib.phantom")
+    from SpineMetSegLib import phantom
     from SpineMetSegLib.catalog import load_catalog
     from SpineMetSegLib.inference import segment_images
     from SpineMetSegLib.metrics import compute_metrics
@@ -240,7 +240,6 @@ def test_channel_dropout_keeps_at_least_one_sequence_and_covers_every_subset():
 
 @pytest.mark.slow
 def test_synthetic_stream_delivers_the_scheduled_training_cases():
-    pytest.importorskip("SpineMetSegLib.phantom")
     from SpineMetSegLib.training.data import TRAINING_SEED_LIMIT, SyntheticStream, synthetic_case, training_case_seed
 
     card = _default_card()
