@@ -2,8 +2,9 @@
 
 Inside Slicer, ``PythonSlicer`` is a launcher (CTKAppLauncher) that starts the real Python as its own child and
 ignores signals. These tests put a stand-in launcher with exactly that behaviour in front of the real
-``spinemetseg`` command line and check what a user relies on: Cancel stops the real child within the grace
-period, the command line still gets its SIGTERM (exit code 130) and leaves no partial output.
+``spinemetseg`` command line and check what a user relies on: Cancel stops the real child, the command line still
+gets its SIGTERM (exit code 130) and leaves no partial output, and a child that ignores Cancel is killed with its
+whole group after the grace period. No test bounds how long anything took.
 """
 
 from __future__ import annotations
