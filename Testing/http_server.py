@@ -151,7 +151,7 @@ class LocalServer:
 def card_for(data: bytes, url: str, *, name: str = "test-model", version: str = "1.0.0",
              file_format: str = "safetensors", **file_fields: Any) -> Dict[str, Any]:
     """A valid model card dict (the shipped default's fields) whose file is ``data`` at ``url``."""
-    card = copy.deepcopy(load_catalog(EMBEDDED_CATALOG, include_imported=False).get().raw)
+    card = copy.deepcopy(load_catalog(EMBEDDED_CATALOG, include_imported=False).get().to_dict())
     card.update(name=name, version=version)
     card.pop("supersedes", None)  # the shipped default may name its predecessor; a test card has none
     card["file"] = {"url": url, "size": len(data), "sha256": hashlib.sha256(data).hexdigest(),

@@ -20,6 +20,8 @@ import numpy as np
 import SimpleITK as sitk
 import torch
 
+from SpineMetSegLib.catalog import card_from_dict
+from SpineMetSegLib.modelcard import ModelCard
 from SpineMetSegLib.network import build_network
 
 IDENTITY = (1.0, 0.0, 0.0, 0.0, 1.0, 0.0, 0.0, 0.0, 1.0)
@@ -41,7 +43,12 @@ def oblique(degrees_z: float = 20.0, degrees_x: float = 12.0) -> Tuple[float, ..
     return tuple(float(v) for v in (rx @ rz).ravel())
 
 
-def make_card(
+def make_card(**options) -> ModelCard:
+    """The typed, validated card of ``make_card_json(**options)``."""
+    return card_from_dict(make_card_json(**options))
+
+
+def make_card_json(
     *,
     dimensions: int = 2,
     inputs: Sequence[str] = ("t1", "t2", "stir"),
@@ -93,11 +100,10 @@ def make_card(
     }
 
 
-def seeded_network(card: dict, seed: int = 0) -> torch.nn.Module:
+def seeded_network(card: ModelCard, seed: int = 0) -> torch.nn.Module:
     """The card's network with weights from ``torch.manual_seed(seed)``, in eval mode."""
     torch.manual_seed(seed)
-    labels = max(label["value"] for label in card["labels"]) + 1
-    return build_network(card["network"], len(card["inputs"]), labels).eval()
+    return build_network(card.network, len(card.inputs), card.out_channels).eval()
 
 
 class ThresholdNet(torch.nn.Module):

@@ -11,6 +11,7 @@ import SimpleITK as sitk
 
 slicer = pytest.importorskip("slicer")
 
+from SpineMetSegLib import catalog  # noqa: E402
 from SpineMetSegLib.ablation.anatomy import PlanAnatomy  # noqa: E402
 from SpineMetSegLib.ablation.device_table import AblationDevice, load_devices  # noqa: E402
 from SpineMetSegLib.ablation.evaluation import evaluate_plan  # noqa: E402
@@ -25,8 +26,7 @@ SHAPE = (50, 50, 50)  # k, j, i at 1 mm
 ORIGIN = (12.0, -30.0, 40.0)  # LPS
 LESION_KJI = np.array([25, 20, 25])
 LESION_RADIUS = 4.0
-LABELS = [{"name": "metastasis", "value": 1}, {"name": "vertebral body", "value": 2},
-          {"name": "spinal canal", "value": 3}]
+LABELS = catalog.default_card().labels
 SPHERE_24 = AblationDevice("test-sphere-24", "test", 10.0, 24.0, 24.0, 6.0, {"all": "test geometry"})
 
 

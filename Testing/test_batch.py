@@ -15,7 +15,7 @@ import SimpleITK as sitk
 from dicom_fixtures import phantom_images, write_phantom_study
 from inference_fixtures import SAGITTAL, ThresholdNet, make_card, mri_like, seeded_network
 
-from SpineMetSegLib import batch, batch_cases, catalog, imageio, weights
+from SpineMetSegLib import batch, batch_cases, imageio, weights
 from SpineMetSegLib.cli import main
 
 CARD_OPTIONS = {"patch_size": [32, 32], "spacing_mm": [None, 3.0, 3.0]}
@@ -23,7 +23,7 @@ CARD_OPTIONS = {"patch_size": [32, 32], "spacing_mm": [None, 3.0, 3.0]}
 
 def write_model(folder: Path) -> list:
     card = make_card(**CARD_OPTIONS)
-    (folder / "card.json").write_text(json.dumps(card))
+    (folder / "card.json").write_text(json.dumps(card.to_dict()))
     weights.save_state_dict(seeded_network(card, seed=3).state_dict(), folder / "weights.safetensors")
     return ["--weights", str(folder / "weights.safetensors"), "--card", str(folder / "card.json")]
 
@@ -126,10 +126,9 @@ def test_dicom_seg_reads_back_with_the_card_segments_on_the_source_slices(cohort
     folder = case_folder(cohort, "ge")
     seg = highdicom.seg.segread(folder / "segmentation.dcm")
     card = make_card(**CARD_OPTIONS)
-    assert [seg.get_segment_description(v["value"]).segment_label for v in card["labels"]] == [
+    assert [seg.get_segment_description(label.value).segment_label for label in card.labels] == [
         "metastasis", "vertebral body", "spinal canal"]
-    assert seg.get_segment_description(1).segmented_property_type.value == card["labels"][0]["terminology"]["type"][
-        "code"]
+    assert seg.get_segment_description(1).segmented_property_type.value == card.labels[0].terminology.type.code
     study = cohort["studies"]["ge"]
     t1_folder = study.series_folders[study.roles["t1"]]
     sources = {ds.SOPInstanceUID: ds for ds in (dcmread(p) for p in sorted(t1_folder.iterdir()))}
@@ -217,7 +216,7 @@ def nifti_cohort(folder: Path, count: int) -> list:
 @pytest.mark.slow
 def test_shards_cover_every_case_once_and_merge_into_the_single_run_table(tmp_path, capsys):
     cases = nifti_cohort(tmp_path, 5)
-    card = catalog.card_from_dict(make_card(patch_size=[32, 32]))
+    card = make_card(patch_size=[32, 32])
     model = ThresholdNet(in_channels=3)
     single = batch.run_batch(cases, tmp_path / "single", card, model, device="cpu")
     assert len(single.done) == 5
@@ -245,7 +244,7 @@ def test_shard_option_is_checked(tmp_path, capsys):
 def test_a_missing_input_file_fails_its_case_only(tmp_path):
     cases = nifti_cohort(tmp_path, 2)
     (tmp_path / "case0-t1.nii.gz").unlink()
-    card = catalog.card_from_dict(make_card(patch_size=[32, 32]))
+    card = make_card(patch_size=[32, 32])
     report = batch.run_batch(cases, tmp_path / "out", card, ThresholdNet(in_channels=3), device="cpu")
     assert report.done == ["case1"]
     assert report.failed[0][0] == "case0" and "does not exist" in report.failed[0][1]
@@ -264,7 +263,7 @@ def test_sigterm_stops_after_cleaning_the_current_case_and_keeps_finished_ones(t
     imageio.write_image(mri_like((64, 192, 192), spacing=(3.0, 1.0, 1.0)), tmp_path / "big.nrrd", compress=False)
     (tmp_path / "cohort.csv").write_text("case,t1\nsmall,small.nii.gz\nbig,big.nrrd\n")
     card = make_card(patch_size=[32, 32])
-    (tmp_path / "card.json").write_text(json.dumps(card))
+    (tmp_path / "card.json").write_text(json.dumps(card.to_dict()))
     weights.save_state_dict(seeded_network(card).state_dict(), tmp_path / "w.safetensors")
     out = tmp_path / "out"
     command = [sys.executable, "-c", "import sys; from SpineMetSegLib.cli import main; sys.exit(main())", "batch",

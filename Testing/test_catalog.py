@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import copy
+import dataclasses
 import hashlib
 import json
 
@@ -17,7 +18,7 @@ from SpineMetSegLib.labels import ModelLabel
 def default_raw() -> dict:
     """The first shipped default card (1.0.0, which supersedes nothing): a valid card to break in tests."""
     shipped = catalog.load_catalog(catalog.EMBEDDED_CATALOG, include_imported=False)
-    return copy.deepcopy(shipped.get("spinemetseg-default", "1.0.0").raw)
+    return copy.deepcopy(shipped.get("spinemetseg-default", "1.0.0").to_dict())
 
 
 @pytest.fixture(autouse=True)
@@ -37,15 +38,15 @@ def test_the_shipped_default_card_is_the_one_the_team_agreed():
     assert (card.name, card.version) == ("spinemetseg-default", "2.0.0")
     assert card.inputs == ("t1", "t2", "stir") and card.min_inputs == 1
     assert card.orientation == "LPS" and card.spacing_mm == (None, 1.0, 1.0)
-    assert card.network["dimensions"] == 2 and card.network["slice_axis"] == 0
+    assert card.network.dimensions == 2 and card.network.slice_axis == 0
     assert card.patch_size == (256, 256)
-    assert {label["name"]: label["value"] for label in card.labels} == {
+    assert {label.name: label.value for label in card.labels} == {
         "metastasis": ModelLabel.METASTASIS, "vertebral body": ModelLabel.VERTEBRAL_BODY,
         "spinal canal": ModelLabel.SPINAL_CANAL}
     assert card.out_channels == 4
     assert card.label_value("metastasis") == 1
-    assert card.file["url"] == "embedded:spinemetseg-default-2.0.0.safetensors" and card.is_embedded
-    assert 0.0 < card.postprocessing["min_lesion_mean_probability"] < 1.0
+    assert card.file.url == "embedded:spinemetseg-default-2.0.0.safetensors" and card.is_embedded
+    assert 0.0 < card.postprocessing.min_lesion_mean_probability < 1.0
     # The version it supersedes stays in the catalog, embedded and usable by name and version.
     assert card.supersedes == "1.2.0"
     for version in ("1.2.0", "1.0.0"):  # 1.2.0, trained on the phantom only, stays for comparison
@@ -54,10 +55,10 @@ def test_the_shipped_default_card_is_the_one_the_team_agreed():
 
 
 def test_the_default_labels_carry_snomed_ct_codes():
-    codes = {label["name"]: label["terminology"]["type"]["code"] for label in catalog.default_card().labels}
+    codes = {label.name: label.terminology.type.code for label in catalog.default_card().labels}
     # 14799000 neoplasm, metastatic; 3572006 body of vertebra; 61853006 spinal canal
     assert codes == {"metastasis": "14799000", "vertebral body": "3572006", "spinal canal": "61853006"}
-    assert all(label["terminology"]["type"]["scheme"] == "SCT" for label in catalog.default_card().labels)
+    assert all(label.terminology.type.scheme == "SCT" for label in catalog.default_card().labels)
 
 
 def test_the_embedded_file_matches_its_card():
@@ -66,8 +67,8 @@ def test_the_embedded_file_matches_its_card():
     assert cards, "the catalog lists no spinemetseg-default"
     for card in cards:
         data = catalog.model_file(card).read_bytes()
-        assert len(data) == card.file["size"], card.version
-        assert hashlib.sha256(data).hexdigest() == card.file["sha256"], card.version
+        assert len(data) == card.file.size, card.version
+        assert hashlib.sha256(data).hexdigest() == card.file.sha256, card.version
 
 
 def test_a_bad_field_is_named_with_its_entry(tmp_path, default_raw):
@@ -190,3 +191,31 @@ def test_an_unknown_label_name_is_reported():
 
 def test_the_cache_folder_follows_spinemetseg_home(tmp_path):
     assert catalog.cache_dir() == tmp_path / "home"
+
+
+def test_every_shipped_card_reads_into_typed_fields_and_writes_back_the_same_json():
+    written = json.loads(catalog.EMBEDDED_CATALOG.read_text(encoding="utf-8"))["models"]
+    cards = catalog.load_catalog(catalog.EMBEDDED_CATALOG, include_imported=False).cards
+    assert [card.to_dict() for card in cards] == written
+    default = catalog.load_catalog(catalog.EMBEDDED_CATALOG, include_imported=False).get()
+    assert default.network.dimensions == 2 and default.network.slice_axis == 0
+    assert default.network.downsampling_factor == 8  # strides 2, 2, 2
+    assert default.normalization.lower_percentile == 0.5 and default.label("spinal canal").value == 3
+
+
+def test_an_override_is_a_changed_copy_and_the_catalog_card_keeps_its_value():
+    card = catalog.default_card()
+    before = card.postprocessing.min_lesion_mean_probability
+    stricter = card.with_postprocessing(min_lesion_mean_probability=0.99)
+    assert stricter.postprocessing.min_lesion_mean_probability == 0.99
+    assert stricter.to_dict()["postprocessing"]["min_lesion_mean_probability"] == 0.99
+    assert catalog.default_card().postprocessing.min_lesion_mean_probability == before == 0.9
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        card.postprocessing.min_lesion_volume_ml = 0.0  # a card cannot be changed in place
+
+
+def test_a_card_with_extra_notes_keeps_them_when_written_back(default_raw):
+    raw = default_raw
+    raw["hospital_note"] = {"approved_by": "physics", "date": "2026-11-30"}
+    card = catalog.card_from_dict(raw)
+    assert card.to_dict()["hospital_note"] == {"approved_by": "physics", "date": "2026-11-30"}

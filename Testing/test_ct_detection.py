@@ -82,7 +82,7 @@ def test_the_dicom_modality_decides_where_there_is_one():
 def test_segment_refuses_stored_ct_and_says_how_to_override(tmp_path: Path, capsys):
     imageio.write_image(image_of(spine_ct_hu() + 1024.0, np.uint16), tmp_path / "scan.nii.gz")
     card = make_card()
-    (tmp_path / "card.json").write_text(json.dumps(card))
+    (tmp_path / "card.json").write_text(json.dumps(card.to_dict()))
     weights.save_state_dict(seeded_network(card).state_dict(), tmp_path / "w.safetensors")
     base = ["segment", "--t1", str(tmp_path / "scan.nii.gz"), "--output", str(tmp_path / "seg.nii.gz"), "--device",
             "cpu", "--weights", str(tmp_path / "w.safetensors"), "--card", str(tmp_path / "card.json")]

@@ -13,13 +13,13 @@ from scipy import ndimage
 
 from SpineMetSegLib import imageio
 from SpineMetSegLib.cli import main
-from SpineMetSegLib.cli.segment import load_card_and_model
 from SpineMetSegLib.data.anatomy_case import generate_anatomy_case
 from SpineMetSegLib.data.anatomy_case import model_target as anatomy_target
 from SpineMetSegLib.data.real_case import load_real_case
 from SpineMetSegLib.data.split import load_split
 from SpineMetSegLib.inference import segment_images
 from SpineMetSegLib.labels import ModelLabel
+from SpineMetSegLib.loader import load_model
 
 pytestmark = pytest.mark.slow  # each test runs the shipped network on a real scan
 
@@ -28,7 +28,8 @@ LESION_SEED = 9_800_002  # the first seed from 9,800,000 whose single drawn lesi
 
 @pytest.fixture(scope="module")
 def model():
-    return load_card_and_model()
+    loaded = load_model()
+    return loaded.card, loaded.network
 
 
 @pytest.fixture(scope="module")

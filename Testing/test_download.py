@@ -143,7 +143,7 @@ def test_a_file_with_the_wrong_sha256_is_refused_and_not_kept(home, server):
     with pytest.raises(DownloadError) as error:
         download.download_model(card, **FAST)
     message = str(error.value)
-    assert hashlib.sha256(tampered).hexdigest() in message and card.file["sha256"] in message
+    assert hashlib.sha256(tampered).hexdigest() in message and card.file.sha256 in message
     assert "cache is unchanged" in message
     assert files_in(home) == set()
 
@@ -198,7 +198,7 @@ CONCURRENT_DOWNLOAD = textwrap.dedent("""
 def test_two_processes_downloading_one_model_end_with_one_correct_file(home, server):
     # About 0.8 s of transfer, so the second process arrives while the first one still downloads.
     card = serve(server, chunk_delay_s=0.02)
-    command = [sys.executable, "-c", CONCURRENT_DOWNLOAD, json.dumps(card.raw)]
+    command = [sys.executable, "-c", CONCURRENT_DOWNLOAD, json.dumps(card.to_dict())]
     environment = {**os.environ, cache.HOME_ENV: str(home)}
     processes = [subprocess.Popen(command, env=environment, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
                  for _ in range(2)]
@@ -309,7 +309,7 @@ def test_sigterm_during_a_download_leaves_no_empty_part_and_reports_a_kept_one(h
     # Headers at once, then slow chunks: the client waits inside a read for a whole download chunk.
     card = serve(server, chunk_delay_s=0.3)
     listing = tmp_path / "catalog.json"
-    listing.write_text(json.dumps({"schema_version": 1, "models": [card.raw]}))
+    listing.write_text(json.dumps({"schema_version": 1, "models": [card.to_dict()]}))
     environment = {**os.environ, cache.HOME_ENV: str(home), catalog.CATALOG_ENV: str(listing)}
     process = subprocess.Popen([sys.executable, "-c", CANCELLABLE_DOWNLOAD], env=environment,
                                stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)

@@ -277,8 +277,8 @@ def test_a_lesion_whose_mean_probability_is_below_the_card_threshold_is_removed(
     # The rule reads the mean of the probability map the user can save, over the lesion's voxels.
     mean = float(sitk.GetArrayFromImage(result.probabilities)[lesion].mean())
     for threshold, kept in ((mean - 0.01, True), (mean + 0.01, False)):
-        card["postprocessing"]["min_lesion_mean_probability"] = threshold
-        cleaned = inference.segment_images({"t1": image}, card, ThresholdNet(), device="cpu")
+        stricter = card.with_postprocessing(min_lesion_mean_probability=threshold)
+        cleaned = inference.segment_images({"t1": image}, stricter, ThresholdNet(), device="cpu")
         assert (sitk.GetArrayFromImage(cleaned.labels) == ModelLabel.METASTASIS).any() == kept
         assert len(cleaned.lesion_volumes_ml) == int(kept)
 

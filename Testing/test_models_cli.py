@@ -13,9 +13,10 @@ import pytest
 import torch
 from http_server import LocalServer, Route, card_for
 
-from SpineMetSegLib import cache, catalog
+from SpineMetSegLib import cache, catalog, loader
 from SpineMetSegLib.cli import main
 from SpineMetSegLib.errors import EXIT_USER_ERROR
+from SpineMetSegLib.modelcard import NetworkSpec
 from SpineMetSegLib.network import build_network
 from SpineMetSegLib.weights import save_state_dict
 
@@ -31,7 +32,7 @@ TINY_NETWORK = {"dimensions": 2, "architecture": "UNet", "channels": [4, 8], "st
 def home(tmp_path, monkeypatch) -> Path:
     folder = tmp_path / "home"
     monkeypatch.setenv(cache.HOME_ENV, str(folder))
-    default = catalog.load_catalog(catalog.EMBEDDED_CATALOG, include_imported=False).get().raw
+    default = catalog.load_catalog(catalog.EMBEDDED_CATALOG, include_imported=False).get().to_dict()
     path = tmp_path / "catalog.json"
     older = card_for(REMOTE_DATA[::-1], REMOTE_URL.replace("1.0.0", "0.9.0"), name="remote-model", version="0.9.0")
     newer = {**card_for(REMOTE_DATA, REMOTE_URL, name="remote-model"), "supersedes": "0.9.0"}
@@ -70,7 +71,8 @@ def rows(listing: str) -> dict:
 def user_model(tmp_path):
     """A model the user trained: weights of a tiny network and its card."""
     torch.manual_seed(1)
-    weights = save_state_dict(build_network(TINY_NETWORK, 1, 2).state_dict(), tmp_path / "mine.safetensors")
+    network = build_network(NetworkSpec.from_dict(TINY_NETWORK), 1, 2)
+    weights = save_state_dict(network.state_dict(), tmp_path / "mine.safetensors")
     data = weights.read_bytes()
     card = card_for(data, "local:mine.safetensors", name="hospital-t1", version="0.1.0")
     default_labels = copy.deepcopy(card["labels"][:1])
@@ -142,7 +144,7 @@ def test_importing_a_user_trained_model_with_its_card(home, capsys, user_model):
 
     card = catalog.load_catalog().get("hospital-t1")
     assert card.origin == "imported" and card.inputs == ("t1",)
-    network = catalog.load_model(card)
+    network = loader.load_network(card)
     assert network(torch.zeros(1, 1, 32, 32)).shape == (1, 2, 32, 32)
 
     code, _, err = run(capsys, "import", str(weights), "--card", str(card_path))

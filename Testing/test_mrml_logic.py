@@ -19,11 +19,12 @@ import SimpleITK as sitk
 slicer = pytest.importorskip("slicer", reason="slicer-core is not installed (pip install slicer-core)")
 vtk = pytest.importorskip("vtk")
 
-from inference_fixtures import make_card, seeded_network  # noqa: E402
+from inference_fixtures import make_card_json, seeded_network  # noqa: E402
 from vtkmodules.util import numpy_support  # noqa: E402
 
 from SpineMetSegLib import catalog, imageio, lesions, metrics, weights  # noqa: E402
 from SpineMetSegLib.errors import CancelledError, GeometryError, SpineMetSegError  # noqa: E402
+from SpineMetSegLib.modelcard import Label  # noqa: E402
 from SpineMetSegLib.mrml import scene as mrml_scene  # noqa: E402
 from SpineMetSegLib.mrml import segments, tables  # noqa: E402
 from SpineMetSegLib.mrml.application import MRMLContext  # noqa: E402
@@ -96,13 +97,13 @@ def context():
 def small_model(tmp_path_factory):
     """A small seeded network with its card: what --card/--weights hand to the child process."""
     folder = tmp_path_factory.mktemp("model")
-    card = make_card(dimensions=2, patch_size=[32, 32], channels=(4, 8), strides=(2,))
+    card = make_card_json(dimensions=2, patch_size=[32, 32], channels=(4, 8), strides=(2,))
     for label, color in zip(card["labels"], LABEL_COLORS):
         label["color"] = list(color)
     card_file = folder / "card.json"
     card_file.write_text(__import__("json").dumps(card))
     weights_file = folder / "weights.safetensors"
-    weights.save_state_dict(seeded_network(card, seed=3).state_dict(), weights_file)
+    weights.save_state_dict(seeded_network(catalog.card_from_dict(card), seed=3).state_dict(), weights_file)
     return catalog.card_from_file(card_file), card_file, weights_file
 
 
@@ -188,9 +189,9 @@ def test_segmentation_lands_on_the_input_grid_with_the_cards_segments(context, t
     assert storage.WriteData(t1_node)
     expected = _core_segmentation(tmp_path / "t1.nii.gz", small_model)
     for label in card.labels:
-        segment_id = segments.find_segment_id(node, label["name"])
+        segment_id = segments.find_segment_id(node, label.name)
         mask = sitk.GetArrayFromImage(mrml_scene.segment_mask(node, segment_id))
-        np.testing.assert_array_equal(mask, (expected == label["value"]).astype(np.uint8), err_msg=label["name"])
+        np.testing.assert_array_equal(mask, (expected == label.value).astype(np.uint8), err_msg=label.name)
     assert (expected > 0).any()
     # The run reported progress, kept a hidden copy of its output, and left no edits behind.
     assert progress and progress[-1].percent == 100
@@ -222,7 +223,7 @@ def _core_segmentation(path, small_model) -> np.ndarray:
     from SpineMetSegLib import inference
 
     card, _card_file, weights_file = small_model
-    network = seeded_network(card.raw, seed=3)
+    network = seeded_network(card, seed=3)
     network.load_state_dict(weights.load_state_dict(weights_file))
     result = inference.segment_images({"t1": imageio.read_image(path)}, card, network, device="cpu")
     return sitk.GetArrayFromImage(result.labels)
@@ -493,8 +494,10 @@ def test_metrics_against_a_reference_on_another_grid_agree_with_the_core(context
 
 
 def _truth_card():
-    return type("Card", (), {"name": "truth", "version": "-", "labels": [
-        {"name": "truth", "value": 1, "color": [0.2, 0.9, 0.2]}]})()
+    """A real card whose only label is the reference segment."""
+    default = catalog.default_card()
+    truth = Label(name="truth", value=1, color=(0.2, 0.9, 0.2), terminology=default.labels[0].terminology)
+    return default.replace(labels=(truth,))
 
 
 def test_compare_with_original_needs_a_segmentation_made_by_the_module(context, t1_node, small_model):
@@ -656,8 +659,8 @@ def served_model(tmp_path, monkeypatch):
 
     folder = tmp_path / "served"
     folder.mkdir()
-    card = make_card(dimensions=2, patch_size=[32, 32], channels=(4, 8), strides=(2,))
-    weights.save_state_dict(seeded_network(card).state_dict(), folder / "model.safetensors")
+    card = make_card_json(dimensions=2, patch_size=[32, 32], channels=(4, 8), strides=(2,))
+    weights.save_state_dict(seeded_network(catalog.card_from_dict(card)).state_dict(), folder / "model.safetensors")
     payload = (folder / "model.safetensors").read_bytes()
 
     class Handler(http.server.SimpleHTTPRequestHandler):

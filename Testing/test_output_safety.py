@@ -46,7 +46,7 @@ def case(tmp_path):
     t1 = mri_like((40, 48, 10), spacing=(0.9, 0.8, 3.0), direction=SAGITTAL, origin=(12.0, -40.0, 80.0))
     imageio.write_image(t1, inputs / "t1.nii.gz")
     card = make_card()
-    (inputs / "card.json").write_text(json.dumps(card))
+    (inputs / "card.json").write_text(json.dumps(card.to_dict()))
     weights.save_state_dict(seeded_network(card).state_dict(), inputs / "weights.safetensors")
     out = tmp_path / "out"
     out.mkdir()

@@ -177,10 +177,10 @@ def test_a_wheel_install_finds_the_catalog_and_segments_with_the_embedded_model(
                     str(wheel)], check=True)
     script = (
         "import SpineMetSegLib, json\n"
-        "from SpineMetSegLib import catalog, resources\n"
+        "from SpineMetSegLib import catalog, loader, resources\n"
         "from SpineMetSegLib.mrml import dependencies\n"
         "card = catalog.load_catalog().get(None)\n"
-        "model = catalog.load_model(card)\n"
+        "model = loader.load_network(card)\n"
         "print(json.dumps({'lib': SpineMetSegLib.__file__, 'resources': str(resources.resources_dir()),\n"
         "                  'card': card.name, 'parameters': sum(p.numel() for p in model.parameters()),\n"
         "                  'requirements': dependencies.REQUIREMENTS_FILE.is_file()}))\n"

@@ -77,7 +77,7 @@ def test_a_shell_voxel_between_two_lesions_counts_for_both():
 
 @pytest.mark.parametrize("value", [-0.1, 1.5, "0.3"])
 def test_a_card_with_a_fraction_outside_0_to_1_is_rejected(value):
-    card = copy.deepcopy(catalog.load_catalog(catalog.EMBEDDED_CATALOG, include_imported=False).get().raw)
+    card = copy.deepcopy(catalog.load_catalog(catalog.EMBEDDED_CATALOG, include_imported=False).get().to_dict())
     card["postprocessing"]["min_body_contact_fraction"] = value
     problems = catalog.card_problems(card)
     assert [problem.field for problem in problems] == ["postprocessing.min_body_contact_fraction"]

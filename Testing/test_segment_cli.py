@@ -28,7 +28,7 @@ def write_model(folder: Path, **card_options) -> list:
     """A card JSON and seeded weights in ``folder``; returns the matching command-line options."""
     card = make_card(**card_options)
     card_path = folder / "card.json"
-    card_path.write_text(json.dumps(card))
+    card_path.write_text(json.dumps(card.to_dict()))
     weights_path = weights.save_state_dict(seeded_network(card).state_dict(), folder / "weights.safetensors")
     return ["--weights", str(weights_path), "--card", str(card_path)]
 

@@ -147,12 +147,12 @@ def test_two_gloo_processes_train_a_model_that_imports(tmp_path, monkeypatch):
     environment = dict(os.environ, OMP_NUM_THREADS="1")
     done = subprocess.run(command, capture_output=True, text=True, timeout=120, env=environment)
     assert done.returncode == 0, done.stderr[-3000:]
-    from SpineMetSegLib.catalog import card_from_file, load_model
-
+    from SpineMetSegLib.catalog import card_from_file
+    from SpineMetSegLib.loader import load_model
 
     card = card_from_file(output / "ddp-test-1.0.0.json")
-    assert card.file["size"] == (output / "ddp-test-1.0.0.safetensors").stat().st_size
-    assert card.raw["metrics"]["training"]["steps"] == 2
+    assert card.file.size == (output / "ddp-test-1.0.0.safetensors").stat().st_size
+    assert card.metrics.get("training")["steps"] == 2
     home = tmp_path / "home"
     imported = subprocess.run(
         [sys.executable, "-m", "SpineMetSegLib.cli", "models", "import", str(output / "ddp-test-1.0.0.safetensors"),
@@ -161,9 +161,7 @@ def test_two_gloo_processes_train_a_model_that_imports(tmp_path, monkeypatch):
     )
     assert imported.returncode == 0, imported.stderr
     monkeypatch.setenv("SPINEMETSEG_HOME", str(home))
-    from SpineMetSegLib.catalog import load_catalog
-
-    model = load_model(load_catalog().get("ddp-test"))
+    model = load_model("ddp-test").network
     assert model(torch.zeros(1, 3, 32, 32)).shape == (1, 4, 32, 32)
 
 
@@ -251,3 +249,23 @@ def test_synthetic_stream_delivers_the_scheduled_training_cases():
     assert streamed.name == direct.name
     assert np.array_equal(streamed.labels, direct.labels) and np.array_equal(streamed.images, direct.images)
     assert streamed.images.shape[1] == len(card.inputs) and streamed.foreground_slices.size > 0
+
+
+def test_training_validation_scores_a_case_as_segment_does():
+    """The checkpoint is chosen on segment's own numbers: same predictor, argmax and post-processing."""
+    from SpineMetSegLib import loader, metrics, phantom
+    from SpineMetSegLib.inference import segment_images
+    from SpineMetSegLib.training.data import synthetic_case
+    from SpineMetSegLib.training.loop import evaluate
+
+    model = loader.load_model()
+    seed = 9_000_000  # a held-out phantom case on a 1 mm grid: its model grid is its own grid, cropped
+    case = phantom.generate_case(seed, contrast="standard")
+    validation = evaluate(model.network, [synthetic_case(seed, "standard", model.card, keep_all=True)], model.card,
+                          torch.device("cpu"))
+    segmented = segment_images(case.images, model.card, model.network, device="cpu", warn=lambda message: None)
+    scores = metrics.compute_metrics(phantom.model_target(case), segmented.labels, labels=[1, 2], missing_ok=True)
+    assert validation["metastasis_dice"] == pytest.approx(scores["1"]["dice"], abs=0.005)
+    assert validation["vertebral_body_dice"] == pytest.approx(scores["2"]["dice"], abs=0.005)
+    assert validation["metastasis_lesion_sensitivity"] == pytest.approx(scores["1"]["lesions"]["sensitivity"])
+    assert validation["metastasis_false_positive_per_case"] == scores["1"]["lesions"]["false_positive"]

@@ -7,8 +7,9 @@ import pickle
 import pytest
 import torch
 
-from SpineMetSegLib import catalog
+from SpineMetSegLib import catalog, loader
 from SpineMetSegLib.errors import ModelError
+from SpineMetSegLib.modelcard import NetworkSpec
 from SpineMetSegLib.network import build_network
 from SpineMetSegLib.weights import apply_state_dict, load_state_dict, save_state_dict
 
@@ -30,7 +31,7 @@ class WritesMarker:
 
 def tiny_state(seed: int = 0) -> dict:
     torch.manual_seed(seed)
-    return build_network(TINY_NETWORK, 1, 2).state_dict()
+    return build_network(NetworkSpec.from_dict(TINY_NETWORK), 1, 2).state_dict()
 
 
 def test_saved_weights_load_back_exactly(tmp_path):
@@ -105,7 +106,7 @@ def test_a_missing_file_is_reported(tmp_path):
 
 def test_tensors_of_another_network_are_refused_with_their_names(tmp_path):
     other = {**TINY_NETWORK, "channels": [4, 16]}
-    network = build_network(other, 1, 2)
+    network = build_network(NetworkSpec.from_dict(other), 1, 2)
     with pytest.raises(ModelError) as error:
         apply_state_dict(network, tiny_state(), source="tiny.safetensors")
     message = str(error.value)
@@ -117,12 +118,12 @@ def test_missing_tensors_are_named(tmp_path):
     dropped = next(iter(state))
     del state[dropped]
     with pytest.raises(ModelError, match=f"1 missing tensors: {dropped}"):
-        apply_state_dict(build_network(TINY_NETWORK, 1, 2), state)
+        apply_state_dict(build_network(NetworkSpec.from_dict(TINY_NETWORK), 1, 2), state)
 
 
 def test_the_embedded_default_model_loads_and_segments_a_slice():
     card = catalog.default_card()
-    network = catalog.load_model(card)
+    network = loader.load_network(card)
     assert not network.training
     with torch.no_grad():
         output = network(torch.zeros(1, len(card.inputs), 64, 64))

@@ -47,6 +47,8 @@ from typing import Any, Dict, List, Tuple
 import numpy as np
 import SimpleITK as sitk
 
+from SpineMetSegLib.modelcard import ModelCard
+
 CLINICAL_SIZE = (512, 512, 18)  # in-plane, in-plane, slices
 CLINICAL_SPACING = (0.6, 0.6, 4.0)
 SEQUENCES = ("t1", "t2", "stir")
@@ -94,18 +96,18 @@ def write_case(seed: int, folder: Path) -> Dict[str, Any]:
             "size": list(grid.GetSize()), "spacing": list(grid.GetSpacing())}
 
 
-def load_model(args: argparse.Namespace) -> Tuple[Any, Any]:
-    from SpineMetSegLib import catalog
+def load_model(args: argparse.Namespace) -> Tuple[ModelCard, Any]:
+    from SpineMetSegLib import loader
 
     if args.weights:
-        from SpineMetSegLib.cli.segment import model_from_files
+        loaded = loader.load_model(weights=args.weights, card=args.card)
+    else:
+        loaded = loader.load_model(args.model)
+    return loaded.card, loaded.network
 
-        return model_from_files(args.weights, args.card)
-    card = catalog.load_catalog().get(args.model)
-    return card, catalog.load_model(card)
 
-
-def baseline_segment(images: Dict[str, sitk.Image], card: Any, model: Any, timings: Dict[str, float]) -> sitk.Image:
+def baseline_segment(images: Dict[str, sitk.Image], card: ModelCard, model: Any, timings: Dict[str, float]
+                     ) -> sitk.Image:
     """The straightforward way, same weights and card: every step done plainly on the whole volume.
 
     Other inputs resampled onto the first, ``sitk.DICOMOrient`` and ``sitk.Resample`` to the card's grid, the card's
@@ -122,33 +124,31 @@ def baseline_segment(images: Dict[str, sitk.Image], card: Any, model: Any, timin
     from SpineMetSegLib.postprocessing import card_options, clean_lesions
 
     started = time.perf_counter()
-    spec = preprocessing.card_dict(card)
     reference = next(iter(images.values()))
     oriented = {
-        name: sitk.DICOMOrient(imageio.resample_to(sitk.Cast(image, sitk.sitkFloat32), reference), spec["orientation"])
+        name: sitk.DICOMOrient(imageio.resample_to(sitk.Cast(image, sitk.sitkFloat32), reference), card.orientation)
         for name, image in images.items()
     }
-    grid = preprocessing.target_grid(imageio.Geometry.of(next(iter(oriented.values()))), spec["spacing_mm"])
+    grid = preprocessing.target_grid(imageio.Geometry.of(next(iter(oriented.values()))), card.spacing_mm)
     channels = []
-    for name in spec["inputs"]:
+    for name in card.inputs:
         if name not in oriented:
             channels.append(np.zeros(grid.size, dtype=np.float32))
             continue
         array = preprocessing.image_to_array(preprocessing.resample_to_geometry(oriented[name], grid))
-        statistics_ = preprocessing.intensity_statistics(array, spec["normalization"])
+        statistics_ = preprocessing.intensity_statistics(array, card.normalization)
         channels.append(preprocessing.normalise(array, statistics_))
     volume = torch.from_numpy(np.stack(channels))[None]
     timings["preprocess"] = time.perf_counter() - started
 
     started = time.perf_counter()
-    network = spec["network"]
-    roi = list(spec["patch_size"])
-    axis = int(network.get("slice_axis", 0))
-    if network["dimensions"] == 2:
+    roi = list(card.patch_size)
+    axis = card.network.slice_axis
+    if card.network.dimensions == 2:
         roi.insert(axis, 1)
 
     def predictor(windows: torch.Tensor) -> torch.Tensor:
-        if network["dimensions"] == 2:
+        if card.network.dimensions == 2:
             return torch.softmax(model(windows.squeeze(2 + axis)), dim=1).unsqueeze(2 + axis)
         return torch.softmax(model(windows), dim=1)
 
@@ -171,7 +171,7 @@ def baseline_segment(images: Dict[str, sitk.Image], card: Any, model: Any, timin
         np.argmax(on_input, axis=0).astype(np.uint8),
         voxel_volume_ml=float(np.prod(reference.GetSpacing())) / 1000.0,
         lesion_probability=lesion_probability,
-        **card_options(spec),
+        **card_options(card),
     )
     result = sitk.GetImageFromArray(labels)
     result.CopyInformation(reference)

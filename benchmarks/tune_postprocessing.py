@@ -43,10 +43,12 @@ from validate_default import (  # noqa: E402
     lesion_analysis,
 )
 
-from SpineMetSegLib.cli.segment import load_card_and_model, with_min_lesion_probability  # noqa: E402
+from SpineMetSegLib.cli.segment import with_min_lesion_probability  # noqa: E402
 from SpineMetSegLib.errors import SpineMetSegError  # noqa: E402
 from SpineMetSegLib.imageio import read_image  # noqa: E402
 from SpineMetSegLib.inference import segment_images  # noqa: E402
+from SpineMetSegLib.loader import load_model  # noqa: E402
+from SpineMetSegLib.modelcard import ModelCard
 from SpineMetSegLib.phantom import generate_case  # noqa: E402
 from SpineMetSegLib.postprocessing import clean_lesions  # noqa: E402
 from SpineMetSegLib.training.data import TRAINING_SEED_LIMIT, VALIDATION_SEED_START  # noqa: E402
@@ -66,7 +68,7 @@ def apply_threshold(labels: np.ndarray, probability: np.ndarray, threshold: floa
     return cleaned
 
 
-def run(images: Dict[str, sitk.Image], card: Any, model: torch.nn.Module):
+def run(images: Dict[str, sitk.Image], card: ModelCard, model: torch.nn.Module):
     # MRI or converted from MRI: the CT guard for users' files (segment --not-ct) is off.
     result = segment_images(images, card, model, device="cpu", probabilities=True, ct_check=False,
                             warn=lambda message: None)
@@ -101,9 +103,10 @@ def main(argv: List[str] = None) -> int:
     args = parser.parse_args(argv)
     torch.set_num_threads(args.threads)
     try:
-        card, model = load_card_and_model(args.model, None, args.weights, args.card)
+        loaded = load_model(args.model, weights=args.weights, card=args.card)
     except SpineMetSegError as error:
         parser.error(str(error))
+    card, model = loaded.card, loaded.network
     card = with_min_lesion_probability(card, 0.0)  # every lesion; the candidates are applied below
     started = time.perf_counter()
     per_threshold = {t: [] for t in CANDIDATES}

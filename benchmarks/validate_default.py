@@ -30,11 +30,13 @@ import SimpleITK as sitk
 import torch
 from scipy import ndimage
 
-from SpineMetSegLib.cli.segment import load_card_and_model, with_min_lesion_probability
+from SpineMetSegLib.cli.segment import with_min_lesion_probability
 from SpineMetSegLib.errors import SpineMetSegError
 from SpineMetSegLib.imageio import read_image, reorient
 from SpineMetSegLib.inference import segment_images
 from SpineMetSegLib.labels import Anatomy, ModelLabel
+from SpineMetSegLib.loader import load_model
+from SpineMetSegLib.modelcard import ModelCard
 from SpineMetSegLib.phantom import generate_case, model_target
 from SpineMetSegLib.training.data import TRAINING_SEED_LIMIT, VALIDATION_SEED_START
 
@@ -98,7 +100,7 @@ def lesion_analysis(case: Any, prediction: np.ndarray, anatomy: np.ndarray, voxe
             "look_alikes": look_alikes}
 
 
-def segment(images: Dict[str, sitk.Image], card: Any, model: torch.nn.Module) -> np.ndarray:
+def segment(images: Dict[str, sitk.Image], card: ModelCard, model: torch.nn.Module) -> np.ndarray:
     # Every image here is MRI or converted from MRI: the CT guard for users' files (segment --not-ct) is off.
     result = segment_images(images, card, model, device="cpu", ct_check=False, warn=lambda message: None)
     return sitk.GetArrayFromImage(result.labels)
@@ -109,7 +111,7 @@ def mean(values: List[Optional[float]]) -> Optional[float]:
     return float(np.mean(kept)) if kept else None
 
 
-def validate_synthetic(card: Any, model: torch.nn.Module, cases: int, subset_cases: int,
+def validate_synthetic(card: ModelCard, model: torch.nn.Module, cases: int, subset_cases: int,
                        pictures: List[Any]) -> Dict[str, Any]:
     per_case = []
     started = time.monotonic()
@@ -156,7 +158,7 @@ def anatomy_inputs(case: Any, real_name: str) -> Dict[str, Dict[str, sitk.Image]
     }
 
 
-def validate_anatomy(card: Any, model: torch.nn.Module, folder: Path, seeds: int, pictures: List[Any],
+def validate_anatomy(card: ModelCard, model: torch.nn.Module, folder: Path, seeds: int, pictures: List[Any],
                      names: Optional[List[str]] = None, seed_start: int = ANATOMY_VALIDATION_SEED_START,
                      role: str = "validation") -> Dict[str, Any]:
     """Real scans of the fixed split's ``role`` with ``seeds`` drawn-in lesion sets each and once clean, every
@@ -262,7 +264,7 @@ def summarise(per_case: List[Dict[str, Any]]) -> Dict[str, Any]:
     return summary
 
 
-def validate_real(card: Any, model: torch.nn.Module, folder: Path) -> Dict[str, Any]:
+def validate_real(card: ModelCard, model: torch.nn.Module, folder: Path) -> Dict[str, Any]:
     results = {}
     for name, sequence in REAL_SCANS:
         path = folder / name
@@ -301,7 +303,7 @@ def anatomy_table(anatomy: Dict[str, Any], scans: int, seeds: int) -> List[str]:
     return lines + [""]
 
 
-def write_table(summary: Dict[str, Any], real: Dict[str, Any], card: Any, cases: int, path: Path) -> None:
+def write_table(summary: Dict[str, Any], real: Dict[str, Any], card: ModelCard, cases: int, path: Path) -> None:
     overall = summary["overall"]
     lines = [
         f"# Validation of {card.name} {card.version}",
@@ -425,9 +427,10 @@ def main(argv: Optional[List[str]] = None) -> int:
     torch.set_num_threads(args.threads)
     args.output.mkdir(parents=True, exist_ok=True)
     try:
-        card, model = load_card_and_model(args.model, None, args.weights, args.card)
+        loaded = load_model(args.model, weights=args.weights, card=args.card)
     except SpineMetSegError as error:
         parser.error(str(error))
+    card, model = loaded.card, loaded.network
     card = with_min_lesion_probability(card, args.min_lesion_probability)
     pictures: List[Any] = []
     synthetic = validate_synthetic(card, model, args.cases, min(args.subset_cases, args.cases), pictures)

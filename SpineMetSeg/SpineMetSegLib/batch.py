@@ -46,6 +46,7 @@ from .atomicfile import atomic_path, write_csv_atomic, write_text_atomic
 from .batch_cases import CaseInput
 from .errors import CancelledError, SpineMetSegError
 from .lesions import LESION_COLUMNS
+from .modelcard import ModelCard
 from .progress import ProgressCallback, no_progress
 
 CASES_FOLDER = "cases"
@@ -78,7 +79,7 @@ class BatchReport:
 def run_batch(
     cases: Sequence[CaseInput],
     output: os.PathLike,
-    card: Any,
+    card: ModelCard,
     model: Any,
     *,
     device: str = "auto",
@@ -138,7 +139,7 @@ def run_batch(
     return report
 
 
-def segment_case(case: CaseInput, folder: Path, card: Any, model: Any, *, device: str = "auto", tta: bool = False,
+def segment_case(case: CaseInput, folder: Path, card: ModelCard, model: Any, *, device: str = "auto", tta: bool = False,
                  mixed_precision: bool = True, threads: Optional[int] = None, dicom_seg: bool = False
                  ) -> Dict[str, Any]:
     """Segment one case into ``folder`` (replaced whole only when every output is written); returns its facts."""
@@ -186,7 +187,7 @@ def segment_case(case: CaseInput, folder: Path, card: Any, model: Any, *, device
             "output_grid": order[0],
             "study": case.facts.get("study"),
             "series_choice": case.choice,
-            "model": {"name": card.name, "version": card.version, "sha256": card.file.get("sha256")},
+            "model": {"name": card.name, "version": card.version, "sha256": card.file.sha256},
             "spinemetseg_version": __version__,
             "device": result.device,
             "lesion_count": len(found),

@@ -25,10 +25,13 @@ import hashlib
 import os
 import time
 from pathlib import Path
-from typing import Any, Iterator, Optional
+from typing import TYPE_CHECKING, Iterator, Optional
 
 from .errors import SpineMetSegError
 from .resources import resources_dir
+
+if TYPE_CHECKING:
+    from .modelcard import ModelCard  # modelcard imports this module
 
 HOME_ENV = "SPINEMETSEG_HOME"
 DEFAULT_HOME = Path("~") / ".spinemetseg"
@@ -70,40 +73,40 @@ def downloads_dir() -> Path:
     return cache_dir() / "downloads"
 
 
-def is_embedded(card: Any) -> bool:
-    return card.file["url"].startswith(EMBEDDED_PREFIX)
+def is_embedded(card: ModelCard) -> bool:
+    return card.file.url.startswith(EMBEDDED_PREFIX)
 
 
-def is_local(card: Any) -> bool:
+def is_local(card: ModelCard) -> bool:
     """True for a model the user imported with its own card: it has no address to download from."""
-    return card.file["url"].startswith(LOCAL_PREFIX)
+    return card.file.url.startswith(LOCAL_PREFIX)
 
 
-def model_dir(card: Any) -> Path:
+def model_dir(card: ModelCard) -> Path:
     """The cache folder of one model version: ``models/<name>/<version>``."""
     return models_dir() / card.name / card.version
 
 
-def model_path(card: Any) -> Path:
+def model_path(card: ModelCard) -> Path:
     """The weights file of ``card``: inside the extension when embedded, else in the cache (may not exist)."""
     if is_embedded(card):
-        return EMBEDDED_DIR / card.file["url"][len(EMBEDDED_PREFIX):]
-    if card.file["format"] == "zip":
-        return model_dir(card) / card.file["weights"]
-    return model_dir(card) / f"{card.name}-{card.version}{FILE_SUFFIXES[card.file['format']]}"
+        return EMBEDDED_DIR / card.file.url[len(EMBEDDED_PREFIX):]
+    if card.file.format == "zip":
+        return model_dir(card) / card.file.weights
+    return model_dir(card) / f"{card.name}-{card.version}{FILE_SUFFIXES[card.file.format]}"
 
 
-def is_present(card: Any) -> bool:
+def is_present(card: ModelCard) -> bool:
     """True when the weights file of ``card`` is in place (and, for a plain file, has the card's size)."""
     path = model_path(card)
     if not path.is_file():
         return False
-    return card.file["format"] == "zip" or path.stat().st_size == card.file["size"]
+    return card.file.format == "zip" or path.stat().st_size == card.file.size
 
 
-def part_path(card: Any) -> Path:
+def part_path(card: ModelCard) -> Path:
     """Where a download of ``card`` grows until it is complete and verified."""
-    return downloads_dir() / f"{card.name}-{card.version}{FILE_SUFFIXES[card.file['format']]}.part"
+    return downloads_dir() / f"{card.name}-{card.version}{FILE_SUFFIXES[card.file.format]}.part"
 
 
 def imported_card_path(name: str, version: str) -> Path:
@@ -119,7 +122,8 @@ def sha256_of(path: Path) -> str:
     return digest.hexdigest()
 
 
-def model_lock(card: Any, *, timeout_s: Optional[float] = DEFAULT_LOCK_TIMEOUT_S) -> contextlib.AbstractContextManager:
+def model_lock(card: ModelCard, *, timeout_s: Optional[float] = DEFAULT_LOCK_TIMEOUT_S
+               ) -> contextlib.AbstractContextManager:
     """A lock held while one process downloads, imports or removes this model version."""
     return file_lock(downloads_dir() / f"{card.name}-{card.version}.lock", timeout_s=timeout_s)
 

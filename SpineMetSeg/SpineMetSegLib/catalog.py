@@ -1,4 +1,4 @@
-"""The model catalog: model cards, their validation, where each model's file is, and loading a model.
+"""The model catalog: model cards, their validation, and where each model's file is (``loader`` loads models).
 
 The catalog is ``Resources/Models/catalog.json`` (or ``$SPINEMETSEG_CATALOG``), checked against
 ``catalog.schema.json`` beside it, plus the cards of models the user imported (``$SPINEMETSEG_HOME/cards``).
@@ -11,7 +11,6 @@ Usage::
     card = catalog.load_catalog().get()                  # the default model, newest version
     card = catalog.load_catalog().get("spinemetseg-default", "1.0.0")
     path = catalog.model_file(card, download=True)       # embedded: inside the extension, no network
-    net = catalog.load_model(card, device="cpu")         # network of the card + its weights, in eval mode
 
 A card that breaks the schema raises ``ModelError`` naming the entry and the field, e.g.
 ``catalog entry 2 (spinemetseg-default 1.0.0): field 'file.sha256' must be 64 hex characters (0-9, a-f), got 'abc'``.
@@ -19,14 +18,12 @@ A card that breaks the schema raises ``ModelError`` naming the entry and the fie
 
 from __future__ import annotations
 
-import copy
 import functools
 import json
 import logging
 import os
-from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Dict, List, Mapping, Optional, Sequence, Tuple, Union
+from typing import Any, List, Mapping, Optional, Sequence, Tuple, Union
 
 from . import cache
 from . import download as _download
@@ -34,10 +31,8 @@ from .atomicfile import write_text_atomic
 from .cache import cache_dir  # noqa: F401 - part of this module's API (catalog.cache_dir())
 from .errors import DownloadError, ModelError
 from .labels import ModelLabel
+from .modelcard import ModelCard, version_key
 from .schema import Problem, quote, validate
-
-if TYPE_CHECKING:
-    import torch
 
 PathLike = Union[str, Path]
 
@@ -52,64 +47,6 @@ MAX_LISTED_PROBLEMS = 3
 ORIENTATION_AXES = ("LR", "PA", "IS")
 
 log = logging.getLogger(__name__)
-
-
-@dataclass(frozen=True)
-class ModelCard:
-    """A validated model card. ``raw`` is the card as written (a copy); the other fields are read from it."""
-
-    name: str
-    version: str
-    title: str
-    inputs: Tuple[str, ...]
-    min_inputs: int
-    orientation: str
-    spacing_mm: Tuple[Optional[float], ...]
-    normalization: Dict[str, Any]
-    network: Dict[str, Any]
-    patch_size: Tuple[int, ...]
-    labels: Tuple[Dict[str, Any], ...]
-    postprocessing: Dict[str, Any]
-    file: Dict[str, Any]
-    raw: Dict[str, Any] = field(repr=False)
-    origin: str = "catalog"  # "catalog" or "imported" (a card the user imported into the cache)
-
-    def __hash__(self) -> int:
-        return hash((self.name, self.version, self.file["sha256"]))
-
-    def __str__(self) -> str:
-        return f"{self.name} {self.version}"
-
-    @property
-    def out_channels(self) -> int:
-        """Number of network outputs: the largest label value plus one (background)."""
-        return max(label["value"] for label in self.labels) + 1
-
-    @property
-    def version_key(self) -> Tuple[int, ...]:
-        return version_key(self.version)
-
-    @property
-    def is_embedded(self) -> bool:
-        """True when the model's file ships inside the extension (``embedded:<file>``)."""
-        return cache.is_embedded(self)
-
-    @property
-    def supersedes(self) -> Optional[str]:
-        return self.raw.get("supersedes")
-
-    def label_value(self, name: str) -> int:
-        """The output value of the label called ``name`` (e.g. ``"metastasis"`` -> 1)."""
-        for label in self.labels:
-            if label["name"] == name:
-                return int(label["value"])
-        names = ", ".join(label["name"] for label in self.labels)
-        raise ModelError(f"Model {self} has no label {name!r}; its labels are: {names}.")
-
-
-def version_key(version: str) -> Tuple[int, ...]:
-    """``"1.10.0"`` -> ``(1, 10, 0)`` so versions sort as numbers."""
-    return tuple(int(part) for part in version.split("."))
 
 
 @functools.cache
@@ -226,24 +163,7 @@ def card_from_dict(data: Mapping[str, Any], *, where: str = "model card", origin
     problems = card_problems(data)
     if problems:
         raise ModelError(_problems_message(f"{where} ({_identity(data)})", problems, source))
-    raw = copy.deepcopy(dict(data))
-    return ModelCard(
-        name=raw["name"],
-        version=raw["version"],
-        title=raw["title"],
-        inputs=tuple(raw["inputs"]),
-        min_inputs=int(raw["min_inputs"]),
-        orientation=raw["orientation"],
-        spacing_mm=tuple(raw["spacing_mm"]),
-        normalization=copy.deepcopy(raw["normalization"]),
-        network=copy.deepcopy(raw["network"]),
-        patch_size=tuple(raw["patch_size"]),
-        labels=tuple(copy.deepcopy(raw["labels"])),
-        postprocessing=copy.deepcopy(raw["postprocessing"]),
-        file=copy.deepcopy(raw["file"]),
-        raw=raw,
-        origin=origin,
-    )
+    return ModelCard.from_dict(data, origin=origin)
 
 
 def card_from_file(path: PathLike, *, origin: str = "catalog") -> ModelCard:
@@ -294,7 +214,7 @@ class Catalog:
 
     def find_sha256(self, sha256: str) -> List[ModelCard]:
         """Cards whose file has this sha256 (to recognise a file brought by hand)."""
-        return [card for card in self.cards if card.file["sha256"] == sha256]
+        return [card for card in self.cards if card.file.sha256 == sha256]
 
 
 def catalog_path() -> Path:
@@ -370,17 +290,6 @@ def model_file(card: ModelCard, *, download: bool = False, progress: Optional[_d
                      "'spinemetseg models import FILE'.")
 
 
-def load_model(card: ModelCard, device: Any = "cpu") -> torch.nn.Module:
-    """The card's network with its weights loaded (strictly), on ``device``, in eval mode."""
-    from .network import build_network
-    from .weights import apply_state_dict, load_state_dict
-
-    path = model_file(card)
-    network = build_network(card.network, len(card.inputs), card.out_channels)
-    apply_state_dict(network, load_state_dict(path), source=f"model file {path} of {card}")
-    return network.to(device).eval()
-
-
 def import_model(path: PathLike, card_path: Optional[PathLike] = None, *, catalog: Optional[Catalog] = None,
                  name: Optional[str] = None, version: Optional[str] = None) -> ModelCard:
     """Put a model file brought by hand into the cache and return its card.
@@ -400,12 +309,12 @@ def import_model(path: PathLike, card_path: Optional[PathLike] = None, *, catalo
 
 def _import_catalog_file(path: Path, catalog: Catalog, name: Optional[str], version: Optional[str]) -> ModelCard:
     sha = cache.sha256_of(path)
-    matches = [card for card in catalog.find_sha256(sha) if card.file["size"] == path.stat().st_size]
+    matches = [card for card in catalog.find_sha256(sha) if card.file.size == path.stat().st_size]
     if name is not None:
         wanted = catalog.get(name, version)
         if wanted not in matches:
             raise ModelError(f"{path} is not the file of {wanted}: its sha256 is {sha}, the model card says "
-                             f"{wanted.file['sha256']}. Check that you copied the right file completely.")
+                             f"{wanted.file.sha256}. Check that you copied the right file completely.")
         matches = [wanted]
     if not matches:
         raise ModelError(f"{path} is not the file of any model in the catalog (sha256 {sha}). For a model you "
@@ -417,15 +326,15 @@ def _import_catalog_file(path: Path, catalog: Catalog, name: Optional[str], vers
 
 
 def _import_user_model(path: Path, card: ModelCard, catalog: Catalog) -> ModelCard:
-    from .network import build_network
-    from .weights import TORCH_SUFFIXES, apply_state_dict, load_state_dict
+    from .loader import load_network
+    from .weights import TORCH_SUFFIXES
 
     if card.is_embedded:
         raise ModelError(f"The card of {card} says its file is embedded in the extension; an imported model's "
                          "card must give 'local:<file>' or an https:// address as file.url.")
-    expected_suffixes = {"safetensors": (".safetensors",), "pt": TORCH_SUFFIXES}.get(card.file["format"], ())
+    expected_suffixes = {"safetensors": (".safetensors",), "pt": TORCH_SUFFIXES}.get(card.file.format, ())
     if path.suffix.lower() not in expected_suffixes:
-        raise ModelError(f"The card of {card} says file.format is {card.file['format']!r}, but {path.name} is not a "
+        raise ModelError(f"The card of {card} says file.format is {card.file.format!r}, but {path.name} is not a "
                          "weights file of that format (.safetensors, or .pt/.pth for 'pt').")
     for other in catalog.cards:
         if other.name == card.name and other.version == card.version:
@@ -435,15 +344,14 @@ def _import_user_model(path: Path, card: ModelCard, catalog: Catalog) -> ModelCa
             raise ModelError(f"A model {card} was imported before. Remove it first with 'spinemetseg models remove "
                              f"{card.name} --version {card.version}', or give the new one another version.")
     size, sha = path.stat().st_size, cache.sha256_of(path)
-    if (size, sha) != (card.file["size"], card.file["sha256"]):
+    if (size, sha) != (card.file.size, card.file.sha256):
         raise ModelError(f"{path} does not match its card: it has {size} bytes and sha256 {sha}, the card says "
-                         f"{card.file['size']} bytes and {card.file['sha256']}. Write the file's size and sha256 "
+                         f"{card.file.size} bytes and {card.file.sha256}. Write the file's size and sha256 "
                          "into the card (or use the card saved with the weights).")
-    network = build_network(card.network, len(card.inputs), card.out_channels)
-    apply_state_dict(network, load_state_dict(path), source=f"{path}")
+    load_network(card, path)  # refuse weights that do not fit the card's network before anything is installed
     installed = _download.install_file(path, card)
     try:
-        _write_json_atomic(cache.imported_card_path(card.name, card.version), card.raw)
+        _write_json_atomic(cache.imported_card_path(card.name, card.version), card.to_dict())
     except BaseException:
         _download.remove_model(card)
         raise

@@ -37,11 +37,12 @@ import urllib.error
 import urllib.parse
 import urllib.request
 from pathlib import Path
-from typing import Any, Callable, Optional
+from typing import Callable, Optional
 
 from . import __version__, cache
 from .archive import extract_zip
 from .errors import CancelledError, DownloadError, ModelError
+from .modelcard import ModelCard
 
 DownloadProgress = Callable[[int, int], None]
 """Called as ``progress(bytes_done, bytes_total)`` while a file downloads."""
@@ -95,7 +96,7 @@ def _opener(url: str) -> urllib.request.OpenerDirector:
     return urllib.request.build_opener(*handlers)
 
 
-def _describe(card: Any) -> str:
+def _describe(card: ModelCard) -> str:
     return f"{card.name} {card.version}"
 
 
@@ -242,9 +243,9 @@ def _gave_up_message(reason: str, url: str, what: str, attempts: int, part: Path
             f"connection (and the https_proxy setting behind a proxy), then try again.{resume}")
 
 
-def _verify(path: Path, card: Any, origin: str) -> None:
+def _verify(path: Path, card: ModelCard, origin: str) -> None:
     """Raise ``DownloadError`` unless ``path`` has the size and sha256 of the card's file."""
-    expected_size, expected_sha = card.file["size"], card.file["sha256"]
+    expected_size, expected_sha = card.file.size, card.file.sha256
     size = path.stat().st_size
     if size != expected_size:
         raise DownloadError(f"{origin} is {size} bytes, but the model card of {_describe(card)} says "
@@ -258,19 +259,19 @@ def _verify(path: Path, card: Any, origin: str) -> None:
         )
 
 
-def _land(verified: Path, card: Any, *, move: bool) -> Path:
+def _land(verified: Path, card: ModelCard, *, move: bool) -> Path:
     """Put a verified file (or the content of a verified archive) in the model's cache folder in one rename."""
     final = cache.model_dir(card)
     final.parent.mkdir(parents=True, exist_ok=True)
     staging = Path(tempfile.mkdtemp(prefix=f".{card.version}.incoming-", dir=final.parent))
     try:
-        if card.file["format"] == "zip":
+        if card.file.format == "zip":
             try:
                 extract_zip(verified, staging)
             except ModelError as error:
                 raise DownloadError(f"Model file of {_describe(card)} refused: {error}") from None
-            if not (staging / card.file["weights"]).is_file():
-                raise DownloadError(f"The archive of {_describe(card)} has no member {card.file['weights']!r}, "
+            if not (staging / card.file.weights).is_file():
+                raise DownloadError(f"The archive of {_describe(card)} has no member {card.file.weights!r}, "
                                     "which its model card names as the weights file.")
         else:
             staged = staging / cache.model_path(card).name
@@ -294,7 +295,7 @@ def _land(verified: Path, card: Any, *, move: bool) -> Path:
 
 
 def download_model(
-    card: Any,
+    card: ModelCard,
     progress: Optional[DownloadProgress] = None,
     *,
     timeout_s: float = DEFAULT_TIMEOUT_S,
@@ -311,7 +312,7 @@ def download_model(
         return cache.model_path(card)
     if cache.is_present(card):
         return cache.model_path(card)
-    url = card.file["url"]
+    url = card.file.url
     if cache.is_local(card):
         raise DownloadError(f"{_describe(card)} was imported by hand and has no download address. Import it again "
                             "with 'spinemetseg models import FILE --card CARD.json'.")
@@ -322,10 +323,10 @@ def download_model(
         part = cache.part_path(card)
         part.parent.mkdir(parents=True, exist_ok=True)
         try:
-            _fetch(url, part, card.file["size"], timeout_s=timeout_s, retries=retries, backoff_s=backoff_s,
+            _fetch(url, part, card.file.size, timeout_s=timeout_s, retries=retries, backoff_s=backoff_s,
                    progress=progress, what=_describe(card))
         except (KeyboardInterrupt, CancelledError):
-            raise CancelledError("download cancelled", _cancelled_outcome(part, card.file["size"])) from None
+            raise CancelledError("download cancelled", _cancelled_outcome(part, card.file.size)) from None
         finally:
             _drop_if_empty(part)
         try:
@@ -340,7 +341,7 @@ def download_model(
             raise
 
 
-def install_file(path: Path, card: Any) -> Path:
+def install_file(path: Path, card: ModelCard) -> Path:
     """Copy a file the user brought by hand into the cache as the weights of ``card``; return the cached path.
 
     The file must have the card's size and sha256 (``DownloadError`` otherwise); the user's file stays.
@@ -355,7 +356,7 @@ def install_file(path: Path, card: Any) -> Path:
         return _land(path, card, move=False)
 
 
-def remove_model(card: Any) -> Path:
+def remove_model(card: ModelCard) -> Path:
     """Delete the cached files of ``card`` (and its imported card) and return the folder that was removed.
 
     Refuses an embedded model (``ModelError``).

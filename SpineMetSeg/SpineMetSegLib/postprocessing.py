@@ -24,12 +24,13 @@ function computing it only at the removed voxels), background otherwise.
 
 from __future__ import annotations
 
-from typing import Any, Callable, Dict, List, Mapping, Tuple, Union
+from typing import Any, Callable, Dict, List, Tuple, Union
 
 import numpy as np
 from scipy import ndimage
 
 from .labels import ModelLabel
+from .modelcard import ModelCard
 
 # 26-connectivity, the lesion definition of the metrics (DESIGN.md).
 CONNECTIVITY = np.ones((3, 3, 3), dtype=bool)
@@ -42,18 +43,17 @@ VoxelValues = Union[np.ndarray, Callable[[Points], np.ndarray], None]
 Fallback = VoxelValues
 
 
-def card_options(spec: Mapping[str, Any]) -> Dict[str, Any]:
-    """The ``clean_lesions`` options a model card's JSON (``spec``) asks for in its ``postprocessing`` block.
+def card_options(card: ModelCard) -> Dict[str, Any]:
+    """The ``clean_lesions`` options the card's post-processing asks for.
 
     The rules that need the vertebral body apply only to models that predict it.
     """
-    post = spec.get("postprocessing") or {}
-    predicts_bone = any(int(label["value"]) == ModelLabel.VERTEBRAL_BODY for label in spec.get("labels", []))
+    post = card.postprocessing
     return {
-        "min_lesion_volume_ml": float(post.get("min_lesion_volume_ml", 0.0)),
-        "must_touch_bone": bool(post.get("lesions_must_touch_bone", False)) and predicts_bone,
-        "min_body_contact_fraction": float(post.get("min_body_contact_fraction", 0.0)) if predicts_bone else 0.0,
-        "min_mean_probability": float(post.get("min_lesion_mean_probability", 0.0)),
+        "min_lesion_volume_ml": post.min_lesion_volume_ml,
+        "must_touch_bone": post.lesions_must_touch_bone and card.predicts_bone,
+        "min_body_contact_fraction": post.min_body_contact_fraction if card.predicts_bone else 0.0,
+        "min_mean_probability": post.min_lesion_mean_probability,
     }
 
 

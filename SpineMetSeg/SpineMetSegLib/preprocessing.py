@@ -33,6 +33,7 @@ import SimpleITK as sitk
 
 from . import imageio, regrid
 from .errors import GeometryError, ImageError, ModelError
+from .modelcard import ModelCard, Normalization
 
 # CT, not MRI, however it is stored (Hounsfield units, HU + 1024 as 0..4095, with -32768 or -3024 padding): CT's
 # scale is fixed, so above the air level (the low end of the histogram) soft tissue and fat sit about 1000
@@ -66,12 +67,6 @@ NORMALIZATION_METHODS = ("zscore_percentile",)
 ORIENTATION_PAIRS = ("LR", "PA", "SI")
 
 Box = Tuple[slice, slice, slice]
-
-
-def card_dict(card: Any) -> Mapping[str, Any]:
-    """The card's JSON object, from a ``catalog.ModelCard`` (its ``raw``) or a plain dict."""
-    raw = getattr(card, "raw", None)
-    return raw if raw is not None else card
 
 
 @dataclass
@@ -127,17 +122,16 @@ def _ct_histogram(sample: np.ndarray) -> bool:
     )
 
 
-def check_inputs(images: Mapping[str, sitk.Image], card: Any, *, ct_check: bool = True) -> Dict[str, sitk.Image]:
+def check_inputs(images: Mapping[str, sitk.Image], card: ModelCard, *, ct_check: bool = True) -> Dict[str, sitk.Image]:
     """Validate the inputs against the card and each image on its own; return them, first input first.
 
     Raises ``ImageError`` for an unknown sequence name, fewer sequences than the card needs, a 2D/4D/vector
     image, NaN or infinite voxels, an empty or constant volume, or a CT scan (unless ``ct_check`` is False: the
     user is sure the volume is MRI).
     """
-    spec = card_dict(card)
-    accepted = [str(name).lower() for name in spec["inputs"]]
-    needed = int(spec.get("min_inputs", len(accepted)))
-    model = spec.get("name", "the model")
+    accepted = list(card.inputs)
+    needed = card.min_inputs
+    model = card.name
     checked: Dict[str, sitk.Image] = {}
     for name, image in images.items():
         key = str(name).lower()
@@ -236,7 +230,7 @@ def resample_to_geometry(
     return resampler.Execute(image)
 
 
-def model_arrays(images: Mapping[str, sitk.Image], card: Any) -> Tuple[Dict[str, np.ndarray], imageio.Geometry]:
+def model_arrays(images: Mapping[str, sitk.Image], card: ModelCard) -> Tuple[Dict[str, np.ndarray], imageio.Geometry]:
     """Each checked input as an (i, j, k) float32 array on the model's grid, and that grid.
 
     The grid is the first input's, reoriented to ``card.orientation`` and resampled to ``card.spacing_mm``. Each
@@ -252,15 +246,13 @@ EXACT_IN_FLOAT32 = (np.int8, np.uint8, np.int16, np.uint16, np.float32)
 
 
 def _model_arrays(
-    images: Mapping[str, sitk.Image], card: Any, *, keep_stored_type: bool
+    images: Mapping[str, sitk.Image], card: ModelCard, *, keep_stored_type: bool
 ) -> Tuple[Dict[str, np.ndarray], imageio.Geometry]:
     """``model_arrays``; with ``keep_stored_type``, inputs only reoriented stay views of their voxels where
     float32 holds their type exactly (their statistics, crop and normalised values are those of the copy)."""
-    spec = card_dict(card)
     first = next(iter(images.values()))
-    orientation = spec.get("orientation") or imageio.orientation_of(first)
-    oriented, axes, flips = oriented_grid(first, orientation)
-    grid = target_grid(oriented, spec.get("spacing_mm"))
+    oriented, axes, flips = oriented_grid(first, card.orientation)
+    grid = target_grid(oriented, card.spacing_mm)
     arrays = {}
     for name, image in images.items():
         if image is not first and not imageio.overlaps(image, first):
@@ -293,13 +285,13 @@ def interpolated_array(image: sitk.Image, grid: imageio.Geometry) -> np.ndarray:
     return regrid.interpolate(sitk.GetArrayViewFromImage(image).transpose(2, 1, 0), maps).transpose(2, 1, 0)
 
 
-def intensity_statistics(array: np.ndarray, spec: Mapping[str, Any]) -> Tuple[float, float, float, float]:
-    """(clip low, clip high, mean, std) of a channel as ``spec`` (the card's ``normalization``) defines them.
+def intensity_statistics(array: np.ndarray, normalization: Normalization) -> Tuple[float, float, float, float]:
+    """(clip low, clip high, mean, std) of a channel as the card's ``normalization`` defines them.
 
     The statistics are over voxels > 0 (the body; MRI background is 0 or near it): clip to the percentiles,
     then mean and standard deviation of the clipped values.
     """
-    method = spec.get("method")
+    method = normalization.method
     if method not in NORMALIZATION_METHODS:
         raise ModelError(
             f"normalization.method {method!r} of the model card is not known; use one of "
@@ -311,7 +303,7 @@ def intensity_statistics(array: np.ndarray, spec: Mapping[str, Any]) -> Tuple[fl
         values = sample
     # Percentiles in the image's float32 (a float64 copy only slows the partition); sums in float64.
     values = values.astype(np.float32, copy=False)
-    low, high = np.percentile(values, [float(spec["lower_percentile"]), float(spec["upper_percentile"])])
+    low, high = np.percentile(values, [normalization.lower_percentile, normalization.upper_percentile])
     values = np.clip(values, low, high)
     std = float(values.std(dtype=np.float64))
     return float(low), float(high), float(values.mean(dtype=np.float64)), std if std > 0 else 1.0
@@ -388,21 +380,20 @@ def box_geometry(grid: imageio.Geometry, box: Box) -> imageio.Geometry:
     return imageio.Geometry(size, grid.spacing, tuple(origin), grid.direction)
 
 
-def prepare(images: Mapping[str, sitk.Image], card: Any, *, crop_to_body: bool = True, ct_check: bool = True
+def prepare(images: Mapping[str, sitk.Image], card: ModelCard, *, crop_to_body: bool = True, ct_check: bool = True
             ) -> PreparedInput:
     """Check, align, reorient, resample, crop and normalise ``images`` for the model ``card`` describes.
 
     ``crop_to_body=False`` keeps the whole volume (for comparisons; the network then also sees empty background).
     ``ct_check=False`` skips the CT check (the user is sure the volumes are MRI).
     """
-    spec = card_dict(card)
     checked = check_inputs(images, card, ct_check=ct_check)
-    arrays, grid = _model_arrays(checked, spec, keep_stored_type=True)
-    statistics = {name: intensity_statistics(array, spec["normalization"]) for name, array in arrays.items()}
+    arrays, grid = _model_arrays(checked, card, keep_stored_type=True)
+    statistics = {name: intensity_statistics(array, card.normalization) for name, array in arrays.items()}
     uppers = [statistics[name][1] for name in arrays]
-    box = body_box(list(arrays.values()), uppers, grid.spacing, window_shape(spec)) if crop_to_body else _whole(grid)
+    box = body_box(list(arrays.values()), uppers, grid.spacing, window_shape(card)) if crop_to_body else _whole(grid)
     shape = tuple(b.stop - b.start for b in box)
-    order = [str(name).lower() for name in spec["inputs"]]
+    order = list(card.inputs)
     # np.zeros: the pages of a missing channel stay untouched, so they take no memory.
     stacked = np.zeros((len(order),) + shape, dtype=np.float32)
     for index, name in enumerate(order):
@@ -418,14 +409,12 @@ def prepare(images: Mapping[str, sitk.Image], card: Any, *, crop_to_body: bool =
     )
 
 
-def window_shape(card: Any) -> Tuple[int, int, int]:
+def window_shape(card: ModelCard) -> Tuple[int, int, int]:
     """The (i, j, k) extent of one network window: the patch in the slice plane of a 2D model, 1 across it."""
-    spec = card_dict(card)
-    patch = [int(n) for n in spec["patch_size"]]
-    if int(spec["network"]["dimensions"]) == 3:
+    patch = list(card.patch_size)
+    if card.network.dimensions == 3:
         return tuple(patch)
-    slice_axis = int(spec["network"].get("slice_axis", 0))
-    patch.insert(slice_axis, 1)
+    patch.insert(card.network.slice_axis, 1)
     return tuple(patch)
 
 

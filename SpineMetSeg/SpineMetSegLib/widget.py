@@ -380,7 +380,7 @@ class SpineMetSegPanel(VTKObservationMixin):
         self.ui.downloadButton.setEnabled(not entry.available and self._download_job is None)
         self.ui.downloadButton.setToolTip(
             _("This model is on this computer.") if entry.available else
-            _("Download {size:.0f} MB into the model cache.").format(size=entry.card.file["size"] / 2**20))
+            _("Download {size:.0f} MB into the model cache.").format(size=entry.card.file.size / 2**20))
 
     def _minLesionProbability(self) -> float:
         """The lesion confidence in use: the user's choice, else the chosen model card's value."""
@@ -388,7 +388,7 @@ class SpineMetSegPanel(VTKObservationMixin):
         if node is not None and node.minLesionProbability >= 0:
             return float(node.minLesionProbability)
         entry = self.currentModelEntry()
-        return float(entry.card.postprocessing.get("min_lesion_mean_probability", 0.0)) if entry else 0.0
+        return entry.card.postprocessing.min_lesion_mean_probability if entry else 0.0
 
     def onMinLesionProbabilityChanged(self, value: float) -> None:
         if self._parameterNode is not None and not self._updating_gui:

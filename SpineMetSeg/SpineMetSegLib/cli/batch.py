@@ -22,7 +22,7 @@ import time
 from pathlib import Path
 
 from ..errors import EXIT_CANCELLED, CancelledError, SpineMetSegError
-from .segment import add_model_options, load_card_and_model, with_min_lesion_probability
+from .segment import add_model_options, model_from_args
 
 EXIT_CASES_FAILED = 1
 
@@ -59,8 +59,7 @@ def run(args: argparse.Namespace) -> int:
 
         require_highdicom()
     started = time.perf_counter()
-    card, model = load_card_and_model(args.model, args.model_version, args.weights, args.card)
-    card = with_min_lesion_probability(card, args.min_lesion_probability)
+    card, model = model_from_args(args)
     print(f"model: {card.name} {card.version}, loaded once in {time.perf_counter() - started:.1f} s", flush=True)
     if source.is_dir():
         cases = batch_cases.cases_from_dicom(source, card.inputs, card.min_inputs)

@@ -38,9 +38,10 @@ def register(subcommands: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from .. import catalog, inference, metrics, overlay, phantom
+    from .. import inference, metrics, overlay, phantom
     from ..atomicfile import write_text_atomic
     from ..labels import ModelLabel
+    from ..loader import load_network, resolve_card
     from ..outputpaths import check_output_folder
 
     started = time.perf_counter()
@@ -52,13 +53,13 @@ def run(args: argparse.Namespace) -> int:
     lesion_count = len(case.info.get("lesions", []))
     print(f"    {case.images['t1'].GetSize()} voxels, {lesion_count} metastas{'is' if lesion_count == 1 else 'es'}")
 
-    card = catalog.load_catalog().get()
+    card = resolve_card()
     print(f"2/4 segmenting with {card.name} {card.version}")
     result = inference.segment_files(
         {name: output / "case" / f"{name}.nii.gz" for name in SEQUENCES},
         output / "segmentation.nii.gz",
         card,
-        catalog.load_model(card),
+        load_network(card),
         device=args.device,
         threads=args.threads,
     )
@@ -66,13 +67,13 @@ def run(args: argparse.Namespace) -> int:
     print(f"    {len(result.lesion_volumes_ml)} lesion(s) found on {result.device}; {timing}")
 
     print("3/4 comparing with the truth")
-    values = [int(label["value"]) for label in card.labels]
+    values = [label.value for label in card.labels]
     scores = metrics.compute_metrics(
         phantom.model_target(case),
         result.labels,
         labels=values,
         missing_ok=True,
-        min_lesion_volume_ml=float(card.postprocessing.get("min_lesion_volume_ml", 0.0)),
+        min_lesion_volume_ml=card.postprocessing.min_lesion_volume_ml,
     )
     write_text_atomic(output / "metrics.json", json.dumps(scores, indent=2) + "\n")
     lesion = scores[str(int(ModelLabel.METASTASIS))]
@@ -81,8 +82,8 @@ def run(args: argparse.Namespace) -> int:
     print(f"    lesions detected {detection['detected']} of {detection['reference_count']} "
           f"(sensitivity {_number(detection['sensitivity'])}), false positives {detection['false_positive']}")
     for label in card.labels:
-        if int(label["value"]) != ModelLabel.METASTASIS:
-            print(f"    {label['name']} Dice {_number(scores[str(label['value'])]['dice'])}")
+        if label.value != ModelLabel.METASTASIS:
+            print(f"    {label.name} Dice {_number(scores[str(label.value)]['dice'])}")
 
     print("4/4 overlay picture")
     overlay.save_overlay(

@@ -85,7 +85,7 @@ def _status(card) -> str:
 
 
 def _size(card) -> str:
-    return f"{card.file['size'] / MEGABYTE:.1f} MB"
+    return f"{card.file.size / MEGABYTE:.1f} MB"
 
 
 def run_list(args: argparse.Namespace) -> int:
@@ -98,7 +98,7 @@ def run_list(args: argparse.Namespace) -> int:
     cards = [card for name in catalog.names() for card in catalog.versions(name)]
     if args.json:
         rows = [{"name": card.name, "version": card.version, "title": card.title, "inputs": list(card.inputs),
-                 "size": card.file["size"], "status": _status(card), "newest": catalog.is_newest(card),
+                 "size": card.file.size, "status": _status(card), "newest": catalog.is_newest(card),
                  "default": card.name == catalog.default_name, "path": str(cache.model_path(card))}
                 for card in cards]
         print(json.dumps(rows, indent=2))

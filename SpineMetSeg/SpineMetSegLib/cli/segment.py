@@ -14,10 +14,10 @@ metastasis is label 1. Progress lines (``SPINEMETSEG-PROGRESS``) go to standard 
 from __future__ import annotations
 
 import argparse
-import dataclasses
 from typing import Any, Dict, Optional, Tuple
 
 from ..errors import SpineMetSegError
+from ..modelcard import ModelCard
 
 SEQUENCE_OPTIONS = ("t1", "t2", "stir")
 
@@ -77,8 +77,7 @@ def run(args: argparse.Namespace) -> int:
     inputs = _inputs(args)
     inference.check_output_paths(inputs, args.output, args.probabilities, args.lesions_csv,
                                  {"--weights": args.weights, "--card": args.card})
-    card, model = _model(args)
-    card = with_min_lesion_probability(card, args.min_lesion_probability)
+    card, model = model_from_args(args)
     result = inference.segment_files(
         inputs,
         args.output,
@@ -97,15 +96,21 @@ def run(args: argparse.Namespace) -> int:
     return 0
 
 
-def with_min_lesion_probability(card: Any, value: Optional[float]) -> Any:
-    """``card`` with its post-processing's ``min_lesion_mean_probability`` set to ``value`` (unchanged if None)."""
+def with_min_lesion_probability(card: ModelCard, value: Optional[float]) -> ModelCard:
+    """A copy of ``card`` whose post-processing keeps lesions of mean probability ``value`` (unchanged if None)."""
     if value is None:
         return card
     if not 0.0 <= value <= 1.0:
         raise SpineMetSegError(f"--min-lesion-probability must be between 0 and 1, got {value}.")
-    postprocessing = {**card.postprocessing, "min_lesion_mean_probability": value}
-    # The pipeline reads the card's JSON (``raw``), so both views change together.
-    return dataclasses.replace(card, postprocessing=postprocessing, raw={**card.raw, "postprocessing": postprocessing})
+    return card.with_postprocessing(min_lesion_mean_probability=value)
+
+
+def model_from_args(args: argparse.Namespace) -> Tuple[ModelCard, Any]:
+    """(card with the options' overrides, network in eval mode) for ``add_model_options``' options."""
+    from ..loader import load_model
+
+    loaded = load_model(args.model, args.model_version, weights=args.weights, card=args.card)
+    return with_min_lesion_probability(loaded.card, args.min_lesion_probability), loaded.network
 
 
 def _inputs(args: argparse.Namespace) -> Dict[str, str]:
@@ -120,36 +125,7 @@ def _inputs(args: argparse.Namespace) -> Dict[str, str]:
     return inputs
 
 
-def _model(args: argparse.Namespace) -> Tuple[Any, Any]:
-    return load_card_and_model(args.model, args.model_version, args.weights, args.card)
-
-
-def load_card_and_model(name: Optional[str] = None, version: Optional[str] = None, weights_path: Any = None,
-                        card_path: Any = None) -> Tuple[Any, Any]:
-    """(card, network in eval mode): a catalog model (the default when ``name`` is None, its newest version when
-    ``version`` is None), or the weights at ``weights_path`` with the card at ``card_path``."""
-    from .. import catalog
-
-    if weights_path or card_path:
-        if not (weights_path and card_path):
-            raise SpineMetSegError("--weights and --card go together: the card says how to build the network.")
-        return model_from_files(str(weights_path), str(card_path))
-    card = catalog.load_catalog().get(name, version)
-    return card, catalog.load_model(card)
-
-
-def model_from_files(weights_path: str, card_path: str) -> Tuple[Any, Any]:
-    """The card at ``card_path`` and its network with the weights at ``weights_path`` (a model not in the catalog)."""
-    from .. import catalog, weights
-    from ..network import build_network
-
-    card = catalog.card_from_file(card_path)
-    model = build_network(card.network, len(card.inputs), card.out_channels)
-    weights.apply_state_dict(model, weights.load_state_dict(weights_path), source=f"the weights {weights_path}")
-    return card, model.eval()
-
-
-def summary(result: Any, card: Any, output: str) -> str:
+def summary(result: Any, card: ModelCard, output: str) -> str:
     """The few lines a user reads after a run: model, lesions, time per stage, the file written."""
     volumes = sorted(result.lesion_volumes_ml, reverse=True)
     listed = ", ".join(f"{v:.2f}" for v in volumes[:10]) + (", ..." if len(volumes) > 10 else "")

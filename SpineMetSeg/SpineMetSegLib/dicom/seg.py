@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
-from typing import Any, List, Mapping
+from typing import Any, List
 
 import numpy as np
 import SimpleITK as sitk
@@ -24,6 +24,7 @@ import SimpleITK as sitk
 from .. import __version__
 from ..atomicfile import atomic_path
 from ..errors import GeometryError, SpineMetSegError
+from ..modelcard import Code, Label, ModelCard
 from .headers import Series
 
 SEG_SERIES_NUMBER = 9901
@@ -44,7 +45,7 @@ def require_highdicom():
 
 
 def write_dicom_seg(
-    labels: sitk.Image, series: Series, card: Any, path: os.PathLike, *, series_number: int = SEG_SERIES_NUMBER
+    labels: sitk.Image, series: Series, card: ModelCard, path: os.PathLike, *, series_number: int = SEG_SERIES_NUMBER
 ) -> Path:
     """Write ``labels`` (on ``series``' grid, values = the card's label values) as a DICOM SEG to ``path``."""
     hd = require_highdicom()
@@ -57,23 +58,23 @@ def write_dicom_seg(
     described = _card_labels(card)
     array = sitk.GetArrayFromImage(labels).astype(np.uint8)  # (slices, rows, columns), as the sorted sources
     algorithm = hd.AlgorithmIdentificationSequence(
-        name=str(_field(card, "name")), version=str(_field(card, "version")),
+        name=card.name, version=card.version,
         family=codes.cid7162.ArtificialIntelligence,
     )
     descriptions = [
         hd.seg.SegmentDescription(
-            segment_number=int(label["value"]),
-            segment_label=str(label["name"]),
-            segmented_property_category=_code(hd, label["terminology"]["category"]),
-            segmented_property_type=_code(hd, label["terminology"]["type"]),
+            segment_number=label.value,
+            segment_label=label.name,
+            segmented_property_category=_code(hd, label.terminology.category),
+            segmented_property_type=_code(hd, label.terminology.type),
             algorithm_type=hd.seg.SegmentAlgorithmTypeValues.AUTOMATIC,
             algorithm_identification=algorithm,
-            display_color=hd.color.CIELabColor.from_rgb(*(int(round(255 * c)) for c in label["color"])),
+            display_color=hd.color.CIELabColor.from_rgb(*(int(round(255 * c)) for c in label.color)),
         )
         for label in described
     ]
     present = set(np.unique(array).tolist()) - {0}
-    unknown = present - {int(label["value"]) for label in described}
+    unknown = present - {label.value for label in described}
     if unknown:
         raise SpineMetSegError(f"The label map holds values {sorted(unknown)} that the model card does not name.")
     segmentation = hd.seg.Segmentation(
@@ -86,10 +87,10 @@ def write_dicom_seg(
         sop_instance_uid=generate_uid(),
         instance_number=1,
         manufacturer=MANUFACTURER,
-        manufacturer_model_name=f"{_field(card, 'name')} {_field(card, 'version')}",
+        manufacturer_model_name=str(card),
         software_versions=f"spinemetseg {__version__}",
         device_serial_number="0",
-        series_description=f"SpineMetSeg {_field(card, 'name')} {_field(card, 'version')}",
+        series_description=f"SpineMetSeg {card}",
         content_label="SPINEMETSEG",
         content_description="Automatic segmentation of spinal metastases (research use only)",
     )
@@ -99,22 +100,17 @@ def write_dicom_seg(
     return path
 
 
-def _card_labels(card: Any) -> List[Mapping[str, Any]]:
+def _card_labels(card: ModelCard) -> List[Label]:
     """The card's labels sorted by value; highdicom needs segment numbers 1, 2, ... without gaps."""
-    labels = sorted(_field(card, "labels"), key=lambda label: int(label["value"]))
-    values = [int(label["value"]) for label in labels]
+    labels = sorted(card.labels, key=lambda label: label.value)
+    values = [label.value for label in labels]
     if values != list(range(1, len(values) + 1)):
         raise SpineMetSegError(f"DICOM SEG needs label values 1, 2, 3, ... without gaps; the card has {values}.")
     return labels
 
 
-def _field(card: Any, name: str) -> Any:
-    return card[name] if isinstance(card, Mapping) else card.raw[name]
-
-
-def _code(hd: Any, code: Mapping[str, str]) -> Any:
-    return hd.sr.CodedConcept(value=str(code["code"]), scheme_designator=str(code["scheme"]),
-                              meaning=str(code["meaning"]))
+def _code(hd: Any, code: Code) -> Any:
+    return hd.sr.CodedConcept(value=code.code, scheme_designator=code.scheme, meaning=code.meaning)
 
 
 def _check_on_source_grid(labels: sitk.Image, sources: List[Any], series: Series) -> None:

@@ -21,8 +21,9 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable, List, Optional
+from typing import Callable, List, Optional
 
+from ..modelcard import ModelCard
 from ..progress import Progress, parse_progress
 from .child_job import ChildJob, LogHandler, ProgressHandler
 from .process_runner import ProcessRunner, SubprocessRunner
@@ -43,7 +44,7 @@ def parse_download_progress(line: str) -> Optional[Progress]:
 
 @dataclass(frozen=True)
 class ModelEntry:
-    card: Any  # catalog.ModelCard
+    card: ModelCard
     available: bool  # embedded, downloaded or imported: usable without network
     newest: bool
     default: bool
@@ -61,9 +62,9 @@ class ModelEntry:
 
     @property
     def description(self) -> str:
-        raw = self.card.raw
-        parts = [raw.get("title", ""), raw.get("description", ""), f"Training data: {raw.get('training_data', '')}",
-                 f"Limitations: {raw.get('limitations', '')}"]
+        card = self.card
+        parts = [card.title, card.text("description"), f"Training data: {card.text('training_data')}",
+                 f"Limitations: {card.text('limitations')}"]
         return "\n".join(part for part in parts if part.strip())
 
 

@@ -35,6 +35,7 @@ import SimpleITK as sitk
 
 from .. import imageio
 from ..errors import GeometryError, ModelError, SpineMetSegError
+from ..modelcard import ModelCard
 from . import scene as mrml_scene
 from . import segments
 from .child_job import ChildJob, LogHandler, ProgressHandler
@@ -73,18 +74,16 @@ class SegmentationResult:
     segmentation_node: Any
     original_prediction_node: Any
     reference_volume_node: Any
-    card: Any
+    card: ModelCard
     elapsed_s: float
     log: List[str] = field(default_factory=list)
 
 
-def load_card(request: SegmentationRequest, catalog_path: Optional[Path] = None):
+def load_card(request: SegmentationRequest, catalog_path: Optional[Path] = None) -> ModelCard:
     """The model card the request names (a card file, or a catalog entry)."""
-    from .. import catalog
+    from ..loader import resolve_card
 
-    if request.card_file is not None:
-        return catalog.card_from_file(request.card_file)
-    return catalog.load_catalog(catalog_path).get(request.model, request.version)
+    return resolve_card(request.model, request.version, card=request.card_file, catalog_path=catalog_path)
 
 
 class SegmentationLogic:

@@ -13,13 +13,14 @@ Usage::
 
 from __future__ import annotations
 
-from typing import Any, Dict, List, Optional, Sequence, Tuple
+from typing import Any, List, Optional, Sequence, Tuple
 
 import numpy as np
 import SimpleITK as sitk
 import slicer
 import vtk
 
+from ..modelcard import Label, Terminology
 from . import scene as mrml_scene
 
 LABEL_TAG = "SpineMetSeg.Label"
@@ -41,41 +42,36 @@ def display_name(label_name: str) -> str:
     return name[:1].upper() + name[1:]
 
 
-def terminology_string(terminology: Optional[Dict[str, Any]]) -> str:
-    """Slicer's serialized terminology entry for a card's {"category": {...}, "type": {...}} codes, or ""."""
-    if not terminology:
-        return ""
+def terminology_string(terminology: Terminology) -> str:
+    """Slicer's serialized terminology entry for a card label's category and type codes."""
     entry = slicer.vtkSlicerTerminologyEntry()
     entry.SetTerminologyContextName(TERMINOLOGY_CONTEXT)
-    for key, coded in (("category", entry.GetCategoryObject()), ("type", entry.GetTypeObject())):
-        code = terminology.get(key) or {}
-        coded.SetCodingSchemeDesignator(str(code.get("scheme", "")))
-        coded.SetCodeValue(str(code.get("code", "")))
-        coded.SetCodeMeaning(str(code.get("meaning", "")))
+    for code, coded in ((terminology.category, entry.GetCategoryObject()), (terminology.type, entry.GetTypeObject())):
+        coded.SetCodingSchemeDesignator(code.scheme)
+        coded.SetCodeValue(code.code)
+        coded.SetCodeMeaning(code.meaning)
     return slicer.vtkSlicerTerminologiesModuleLogic.SerializeTerminologyEntry(entry)
 
 
-def segment_from_label(label: Dict[str, Any], mask) -> Any:
+def segment_from_label(label: Label, mask) -> Any:
     """A vtkSegment for one card label holding ``mask`` (a 0/1 vtkOrientedImageData) as its label map."""
     segment = slicer.vtkSegment()
-    segment.SetName(display_name(label["name"]))
-    segment.SetColor(*[float(c) for c in label.get("color", (0.5, 0.5, 0.5))])
-    segment.SetTag(LABEL_TAG, label["name"])
-    terminology = terminology_string(label.get("terminology"))
-    if terminology:
-        set_terminology(segment, terminology)
+    segment.SetName(display_name(label.name))
+    segment.SetColor(*label.color)
+    segment.SetTag(LABEL_TAG, label.name)
+    set_terminology(segment, terminology_string(label.terminology))
     segment.AddRepresentation(slicer.vtkSegmentationConverter.GetBinaryLabelmapRepresentationName(), mask)
     return segment
 
 
-def segments_from_label_map(array: np.ndarray, ijk_to_ras: np.ndarray, labels: Sequence[Dict[str, Any]]
+def segments_from_label_map(array: np.ndarray, ijk_to_ras: np.ndarray, labels: Sequence[Label]
                             ) -> List[Tuple[str, Any]]:
     """(segment ID, vtkSegment) for each card label, from a (k, j, i) label array on the grid ``ijk_to_ras``."""
     result = []
     for label in labels:
-        mask = sitk.GetImageFromArray((array == int(label["value"])).astype(np.uint8))
+        mask = sitk.GetImageFromArray((array == label.value).astype(np.uint8))
         oriented = mrml_scene.oriented_image_from_image(mask, ijk_to_ras)
-        result.append((segment_id_for(label["name"]), segment_from_label(label, oriented)))
+        result.append((segment_id_for(label.name), segment_from_label(label, oriented)))
     return result
 
 

@@ -24,6 +24,7 @@ import numpy as np
 import SimpleITK as sitk
 
 from ..errors import ImageError, SpineMetSegError
+from ..modelcard import ModelCard
 
 PathLike = Union[str, os.PathLike]
 # Label and image grids agree to this (mm for origin and spacing; unit vectors for direction). NIfTI keeps its
@@ -103,7 +104,7 @@ def declared_label_values(description: Mapping[str, Any]) -> Dict[int, str]:
     return values
 
 
-def check_training_folder(folder: PathLike, card: Any) -> None:
+def check_training_folder(folder: PathLike, card: ModelCard) -> None:
     """Check ``dataset.json`` and every case of ``folder`` for ``card`` (see the module docstring)."""
     from .data import FolderDataset
 

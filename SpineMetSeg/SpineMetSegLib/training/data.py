@@ -31,6 +31,7 @@ from typing import Any, Dict, List, Optional, Sequence, Tuple
 import numpy as np
 
 from ..errors import ImageError
+from ..modelcard import ModelCard
 from .preprocess import prepare_case, slice_views
 
 TRAINING_SEED_LIMIT = 1_000_000
@@ -99,20 +100,20 @@ def training_case_seed(run_seed: int, global_index: int) -> Tuple[int, str]:
     return phantom_seed, CONTRASTS[global_index % 3 == 2]  # every third case: domain-randomised contrast
 
 
-def synthetic_case(phantom_seed: int, contrast: str, card: Any, keep_all: bool = False) -> CaseSlices:
+def synthetic_case(phantom_seed: int, contrast: str, card: ModelCard, keep_all: bool = False) -> CaseSlices:
     """Generate, preprocess and slice one phantom case (all slices when ``keep_all``)."""
     from ..phantom import generate_case, model_target
 
     case = generate_case(phantom_seed, contrast=contrast)
     image, label, spacing = prepare_case(case.images, card, model_target(case))
-    slice_axis = int(card.network.get("slice_axis", 0))
+    slice_axis = card.network.slice_axis
     keep = None
     if not keep_all:
         keep = choose_slices(slice_views(label, slice_axis), np.random.default_rng(phantom_seed))
     return case_from_arrays(f"phantom-{phantom_seed}-{contrast}", image, label, slice_axis, keep, spacing)
 
 
-def _synthetic_worker(card_raw: dict, run_seed: int, indices: Sequence[int], world: int, rank: int,
+def _synthetic_worker(card_json: dict, run_seed: int, indices: Sequence[int], world: int, rank: int,
                       out: multiprocessing.Queue, anatomy_folders: Sequence[str] = ()) -> None:
     """Background process: generate the local cases ``indices`` in order and put them on ``out``.
 
@@ -121,7 +122,7 @@ def _synthetic_worker(card_raw: dict, run_seed: int, indices: Sequence[int], wor
     os.environ.setdefault("OMP_NUM_THREADS", "1")
     from ..catalog import card_from_dict
 
-    card = card_from_dict(card_raw)
+    card = card_from_dict(card_json)  # the JSON: a card crosses the process boundary as text
     maker = AnatomySampler(anatomy_folders, card) if anatomy_folders else None
     for index in indices:
         global_index = index * world + rank
@@ -154,7 +155,7 @@ class AnatomySampler:
     lesion's contrast follows its sequence. Cases are cropped to the bodies plus ``ANATOMY_MARGIN_MM``.
     """
 
-    def __init__(self, folders: Sequence[str], card: Any, fracture_probability: float = FRACTURE_PROBABILITY):
+    def __init__(self, folders: Sequence[str], card: ModelCard, fracture_probability: float = FRACTURE_PROBABILITY):
         from ..data.real_case import crop_to_bodies, load_real_case
 
         self.card = card
@@ -175,7 +176,7 @@ class AnatomySampler:
 
         rng = np.random.default_rng([seed, 17])
         case = self.cases[int(rng.integers(len(self.cases))) if case_index is None else case_index]
-        inputs = [str(name).lower() for name in self.card.inputs]
+        inputs = list(self.card.inputs)
         missing = [name for name in inputs if name not in case.sequences]
         plausible = rng.random() < PLAUSIBLE_CONTRAST_PROBABILITY
         lesion_count = 0 if rng.random() < CLEAN_CASE_PROBABILITY else None
@@ -186,7 +187,7 @@ class AnatomySampler:
         if rng.random() < THICK_SLICE_PROBABILITY:
             images = thick_slices(images, int(rng.integers(THICK_SLICE_RANGE[0], THICK_SLICE_RANGE[1] + 1)))
         image, label, spacing = prepare_case(images, self.card, model_target(drawn))
-        slice_axis = int(self.card.network.get("slice_axis", 0))
+        slice_axis = self.card.network.slice_axis
         keep = None if keep_all else choose_slices(slice_views(label, slice_axis), rng)
         return case_from_arrays(f"{case.name}-{seed}", image, label, slice_axis, keep, spacing, canal_known=False)
 
@@ -214,7 +215,7 @@ class SyntheticStream:
     workers, worker ``k`` makes the cases ``i`` with ``(i - start_index) % workers == k``.
     """
 
-    def __init__(self, card: Any, *, seed: int, start_index: int = 0, workers: int = 1, prefetch: int = 4,
+    def __init__(self, card: ModelCard, *, seed: int, start_index: int = 0, workers: int = 1, prefetch: int = 4,
                  rank: int = 0, world: int = 1, horizon: int = 1_000_000, anatomy_folders: Sequence[str] = ()):
         context = multiprocessing.get_context("spawn")
         self._queue = context.Queue(maxsize=max(prefetch, workers))
@@ -223,7 +224,7 @@ class SyntheticStream:
         for k in range(max(1, workers)):
             indices = range(start_index + k, start_index + horizon, max(1, workers))
             process = context.Process(
-                target=_synthetic_worker, args=(card.raw, seed, indices, world, rank, self._queue,
+                target=_synthetic_worker, args=(card.to_dict(), seed, indices, world, rank, self._queue,
                                                 tuple(str(f) for f in anatomy_folders)), daemon=True
             )
             process.start()
@@ -256,7 +257,7 @@ class SyntheticStream:
         self.close()
 
 
-def heldout_cases(card: Any, count: int, start_seed: int = HELDOUT_SEED_START) -> List[CaseSlices]:
+def heldout_cases(card: ModelCard, count: int, start_seed: int = HELDOUT_SEED_START) -> List[CaseSlices]:
     """``count`` fixed held-out synthetic cases (all slices), alternating standard and randomised contrast."""
     return [synthetic_case(start_seed + i, CONTRASTS[i % 2], card, keep_all=True) for i in range(count)]
 
@@ -279,7 +280,7 @@ class FolderDataset:
     body``, ``spinal canal``); other labels become background.
     """
 
-    def __init__(self, folder: Any, card: Any):
+    def __init__(self, folder: Any, card: ModelCard):
         self.folder = Path(folder)
         self.card = card
         description = self.folder / "dataset.json"
@@ -323,7 +324,7 @@ class FolderDataset:
                 pairs.append((str(value), int(key)))
             else:
                 pairs.append((str(key), int(value)))
-        card_values = {_normalised_name(label["name"]): int(label["value"]) for label in self.card.labels}
+        card_values = {_normalised_name(label.name): label.value for label in self.card.labels}
         mapping = {value: card_values[_normalised_name(name)] for name, value in pairs
                    if _normalised_name(name) in card_values}
         if int(self.card.label_value("metastasis")) not in mapping.values():
@@ -372,7 +373,7 @@ class FolderDataset:
         return name, image, label, spacing
 
     def load_all(self, indices: Optional[Sequence[int]] = None) -> List[CaseSlices]:
-        slice_axis = int(self.card.network.get("slice_axis", 0))
+        slice_axis = self.card.network.slice_axis
         out = []
         for index in range(len(self)) if indices is None else indices:
             name, image, label, spacing = self.load(index)

@@ -36,6 +36,7 @@ import torch
 
 from ..atomicfile import atomic_path, write_text_atomic
 from ..errors import CancelledError, ModelError
+from ..modelcard import ModelCard
 from ..progress import ProgressCallback, no_progress
 from . import distributed
 from .data import (
@@ -122,38 +123,37 @@ class TrainResult:
 # ------------------------------------------------------------------------------------------------ set-up
 
 
-def base_card(config: TrainConfig) -> Any:
+def base_card(config: TrainConfig) -> ModelCard:
     """The card the run starts from: the fine-tuned model's, else the catalog's default, with overrides."""
-    from ..catalog import card_from_dict, load_catalog
+    from ..catalog import card_from_dict
+    from ..loader import resolve_card
 
-    catalog = load_catalog()
     if config.fine_tune:
         name, _, version = config.fine_tune.partition(":")
-        card = catalog.get(name, version or None)
+        card = resolve_card(name, version or None)
     else:
-        card = catalog.get()
-    raw = json.loads(json.dumps(card.raw))
+        card = resolve_card()
     if config.fine_tune and (config.network_channels or config.network_strides):
         raise ModelError("--fine-tune keeps the model's network; leave out the network size options")
+    network = card.network
     if config.network_channels:
-        raw["network"]["channels"] = [int(c) for c in config.network_channels]
+        network = dataclasses.replace(network, channels=tuple(int(c) for c in config.network_channels))
     if config.network_strides:
-        raw["network"]["strides"] = [int(s) for s in config.network_strides]
-    if raw["network"].get("dimensions") != 2:
+        network = dataclasses.replace(network, strides=tuple(int(s) for s in config.network_strides))
+    if network.dimensions != 2:
         raise ModelError("this trainer trains 2D slice-wise networks; the base card's network is not 2D")
-    return card_from_dict(raw)
+    # Checked like any card read from a file: channels and strides must still fit together.
+    return card_from_dict(card.replace(network=network).to_dict(), where="the training's model card")
 
 
-def build_model(card: Any, config: TrainConfig) -> torch.nn.Module:
+def build_model(card: ModelCard, config: TrainConfig) -> torch.nn.Module:
+    """The card's network: with the fine-tuned model's weights (``--fine-tune``), else freshly initialised."""
+    from ..loader import load_network
     from ..network import build_network
 
-    model = build_network(card.network, len(card.inputs), card.out_channels)
     if config.fine_tune:
-        from ..catalog import model_file
-        from ..weights import load_state_dict
-
-        model.load_state_dict(load_state_dict(model_file(card)))
-    return model
+        return load_network(card).train()
+    return build_network(card.network, len(card.inputs), card.out_channels)
 
 
 def build_scheduler(optimizer: torch.optim.Optimizer, config: TrainConfig) -> torch.optim.lr_scheduler.LRScheduler:
@@ -179,7 +179,7 @@ def step_rng(seed: int, step: int, rank: int) -> np.random.Generator:
 class CaseSource:
     """The cases patches come from at each step: a rolling pool of synthetic cases and/or folder cases."""
 
-    def __init__(self, card: Any, config: TrainConfig, context: distributed.DistributedContext,
+    def __init__(self, card: ModelCard, config: TrainConfig, context: distributed.DistributedContext,
                  folder_cases: List[CaseSlices], start_step: int):
         self.config = config
         self.folder_cases = folder_cases
@@ -260,7 +260,7 @@ def make_batch(source: CaseSource, augment: Any, config: TrainConfig, step: int,
 ANATOMY_TUNING_SEED_START = 7_000_000  # fixed seeds of the real-anatomy tuning cases (training seeds are smaller)
 
 
-def anatomy_tuning_cases(card: Any, folders: List[str], count: int) -> List[CaseSlices]:
+def anatomy_tuning_cases(card: ModelCard, folders: List[str], count: int) -> List[CaseSlices]:
     """``count`` real-anatomy cases from the tuning split (cycling through its scans), fixed seeds, all slices."""
     sampler = AnatomySampler(folders, card, fracture_probability=0.0)  # the same cases for every stage
     return [sampler.sample(ANATOMY_TUNING_SEED_START + i, case_index=i % len(folders), keep_all=True)
@@ -268,53 +268,51 @@ def anatomy_tuning_cases(card: Any, folders: List[str], count: int) -> List[Case
 
 
 
-@torch.no_grad()
-def predict_slices(model: torch.nn.Module, images: np.ndarray, device: torch.device, multiple: int,
-                   batch: int = 8) -> np.ndarray:
-    """Label every [C, a, b] slice of ``images`` [S, C, a, b] with the whole slice as input (edge-padded)."""
-    a, b = images.shape[2:]
-    pad_a, pad_b = (-a) % multiple, (-b) % multiple
-    out = np.zeros((images.shape[0], a, b), dtype=np.uint8)
-    for start in range(0, images.shape[0], batch):
-        chunk = np.pad(images[start: start + batch].astype(np.float32), ((0, 0), (0, 0), (0, pad_a), (0, pad_b)),
-                       mode="edge")
-        logits = model(torch.from_numpy(chunk).to(device))
-        out[start: start + batch] = logits.argmax(1)[:, :a, :b].cpu().numpy().astype(np.uint8)
-    return out
+def evaluate(model: torch.nn.Module, cases: List[CaseSlices], card: ModelCard, device: torch.device
+             ) -> Dict[str, Any]:
+    """Mean held-out metrics over ``cases`` with all channels: Dice per label, lesion-wise detection.
 
-
-def evaluate(model: torch.nn.Module, cases: List[CaseSlices], card: Any, device: torch.device) -> Dict[str, Any]:
-    """Mean held-out metrics over ``cases`` with all channels: Dice per label, lesion-wise detection."""
+    Each case goes through ``segment``'s own predictor, argmax and post-processing (``inference.Predictor``,
+    ``inference.restore``), on the model grid the case is prepared on, so the numbers that choose a checkpoint are
+    the numbers ``segment`` would give on that grid.
+    """
+    from ..imageio import Geometry
+    from ..inference.predictor import Predictor
+    from ..inference.restore import model_grid_input, to_input_grid
     from ..metrics import compute_metrics
-    from ..network import downsampling_factor
     from .preprocess import image_from_slices
 
-    slice_axis = int(card.network.get("slice_axis", 0))
-    multiple = downsampling_factor(card.network)
+    slice_axis = card.network.slice_axis
     was_training = model.training
-    model.eval()
-    per_label: Dict[str, List[float]] = {label["name"]: [] for label in card.labels}
+    predictor = Predictor(card, model, device=device, warn=lambda message: None)
+    per_label: Dict[str, List[float]] = {label.name: [] for label in card.labels}
     sensitivities, false_positives = [], []
     lesion_value = str(card.label_value("metastasis"))
     try:
         for case in cases:
-            prediction = predict_slices(model, case.images, device, multiple)
+            volume = np.ascontiguousarray(np.moveaxis(case.images, 0, 1 + slice_axis), dtype=np.float32)
+            grid = Geometry(tuple(int(n) for n in volume.shape[1:]), tuple(float(s) for s in case.spacing),
+                            (0.0, 0.0, 0.0), (1.0, 0.0, 0.0, 0.0, 1.0, 0.0, 0.0, 0.0, 1.0))
+            probabilities = predictor.probabilities(volume)
+            prediction, _, _ = to_input_grid(probabilities, model_grid_input(grid), card, want=False)
             metrics = compute_metrics(
                 image_from_slices(case.labels, case.spacing, slice_axis),
-                image_from_slices(prediction, case.spacing, slice_axis),
-                labels=[int(label["value"]) for label in card.labels], missing_ok=True,
+                prediction,
+                labels=[label.value for label in card.labels], missing_ok=True,
             )
             for label in card.labels:
-                if not case.canal_known and label["name"] == "spinal canal":
+                if not case.canal_known and label.name == "spinal canal":
                     continue  # real anatomy: the canal is not labelled, so its Dice would measure nothing
-                dice = metrics[str(label["value"])]["dice"]
+                dice = metrics[str(label.value)]["dice"]
                 if dice is not None:
-                    per_label[label["name"]].append(float(dice))
+                    per_label[label.name].append(float(dice))
             lesions = metrics[lesion_value]["lesions"]
             if lesions.get("sensitivity") is not None:
                 sensitivities.append(float(lesions["sensitivity"]))
             false_positives.append(float(lesions["false_positive"]))
     finally:
+        # The predictor runs CUDA models channels-last; training (and DDP's gradient buckets) keep the usual layout.
+        model.to(memory_format=torch.contiguous_format)
         model.train(was_training)
     result = {f"{name.replace(' ', '_')}_dice": (float(np.mean(v)) if v else None) for name, v in per_label.items()}
     result["metastasis_lesion_sensitivity"] = float(np.mean(sensitivities)) if sensitivities else None
@@ -394,12 +392,12 @@ class TrainLog:
             plt.close(figure)
 
 
-def write_card(card: Any, config: TrainConfig, model_path: Path, card_path: Path, *, steps: int, seconds: float,
+def write_card(card: ModelCard, config: TrainConfig, model_path: Path, card_path: Path, *, steps: int, seconds: float,
                validation: Dict[str, Any], best_step: Optional[int]) -> None:
     """Write the model card of the exported weights (file size, sha256, training record, held-out metrics)."""
     import hashlib
 
-    raw = json.loads(json.dumps(card.raw))
+    raw = card.to_dict()  # the JSON written for the new weights starts from the base card's
     raw["name"], raw["version"] = config.name, config.version
     raw.pop("supersedes", None)
     digest = hashlib.sha256(model_path.read_bytes()).hexdigest()
@@ -425,11 +423,11 @@ def write_card(card: Any, config: TrainConfig, model_path: Path, card_path: Path
         "otherwise a random non-empty subset, missing channels zero after normalisation), so any subset of the "
         "inputs works."
     )
-    names = ", ".join(label["name"] for label in raw["labels"])
+    names = ", ".join(label.name for label in card.labels)
     start = f" from {config.fine_tune}" if config.fine_tune else ""
     raw["title"] = f"{config.name} {config.version} (trained with spinemetseg train)"
     raw["description"] = (
-        f"Segments {names} slice by slice on MRI; inputs {', '.join(raw['inputs'])} (any {raw['min_inputs']} or "
+        f"Segments {names} slice by slice on MRI; inputs {', '.join(card.inputs)} (any {card.min_inputs} or "
         f"more; missing sequences are zero-filled). Trained with 'spinemetseg train' for {steps} steps{start}."
     )
     raw["limitations"] = (

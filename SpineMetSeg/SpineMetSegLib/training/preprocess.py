@@ -4,7 +4,7 @@ Usage::
 
     from SpineMetSegLib.training.preprocess import prepare_case, slice_views
     array, label, spacing = prepare_case({"t1": t1, "stir": stir}, card, label=target)
-    slices = slice_views(array, card.network["slice_axis"])      # [S, C, a, b]: what the 2D network sees
+    slices = slice_views(array, card.network.slice_axis)      # [S, C, a, b]: what the 2D network sees
 
 ``preprocessing.prepare`` (shared with inference, so a model sees in training what it sees in use) checks the
 inputs, reorients to the card's orientation, resamples to ``spacing_mm``, crops to the body and normalises each
@@ -14,12 +14,13 @@ channel; missing channels are zeros. Arrays are in ITK index order ``(i, j, k)``
 
 from __future__ import annotations
 
-from typing import Any, Mapping, Optional, Tuple
+from typing import Mapping, Optional, Tuple
 
 import numpy as np
 import SimpleITK as sitk
 
 from .. import imageio, preprocessing
+from ..modelcard import ModelCard
 
 
 def label_on_grid(label: sitk.Image, prepared: preprocessing.PreparedInput, orientation: str) -> np.ndarray:
@@ -33,14 +34,13 @@ def label_on_grid(label: sitk.Image, prepared: preprocessing.PreparedInput, orie
     return sitk.GetArrayFromImage(resampled).transpose(2, 1, 0).astype(np.uint8)
 
 
-def prepare_case(images: Mapping[str, sitk.Image], card: Any,
+def prepare_case(images: Mapping[str, sitk.Image], card: ModelCard,
                  label: Optional[sitk.Image] = None) -> Tuple[np.ndarray, Optional[np.ndarray], Tuple[float, ...]]:
     """``(array (C, i, j, k), label (i, j, k) or None, spacing)`` on the network grid the card describes."""
     # Training images are MRI or made like it (phantom, converted contrasts): the CT guard for users' files is off,
     # since a random per-tissue contrast can have a CT-like histogram (air low, tissue about 1000 above it).
     prepared = preprocessing.prepare(images, card, ct_check=False)
-    orientation = card.orientation or imageio.orientation_of(prepared.reference)
-    on_grid = None if label is None else label_on_grid(label, prepared, orientation)
+    on_grid = None if label is None else label_on_grid(label, prepared, card.orientation)
     return prepared.array, on_grid, tuple(float(s) for s in prepared.crop_grid.spacing)
 
 
