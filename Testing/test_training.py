@@ -251,6 +251,7 @@ def test_synthetic_stream_delivers_the_scheduled_training_cases():
     assert streamed.images.shape[1] == len(card.inputs) and streamed.foreground_slices.size > 0
 
 
+@pytest.mark.slow
 def test_training_validation_scores_a_case_as_segment_does():
     """The checkpoint is chosen on segment's own numbers: same predictor, argmax and post-processing."""
     from SpineMetSegLib import loader, metrics, phantom
