@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import csv
 import json
+import re
 import shutil
 from pathlib import Path
 
@@ -297,3 +298,34 @@ def test_an_output_that_is_a_file_is_an_error_with_exit_2(tmp_path, capsys):
     assert code == 2
     assert "Cannot use" in capsys.readouterr().err
     assert (tmp_path / "taken").read_text() == "a file"
+
+
+def test_progress_lines_and_bar_report_each_case_from_the_same_events(tmp_path, capsys):
+    from progress_checks import check_bar_shows_the_protocol, check_protocol
+
+    imageio.write_image(mri_like((40, 48, 10), spacing=(0.9, 0.8, 3.0)), tmp_path / "small.nii.gz")
+    (tmp_path / "cohort.csv").write_text("case,t1\none,small.nii.gz\ntwo,small.nii.gz\nbad,missing.nii.gz\n")
+    card = make_card(patch_size=[32, 32])
+    (tmp_path / "card.json").write_text(json.dumps(card))
+    weights.save_state_dict(seeded_network(card).state_dict(), tmp_path / "w.safetensors")
+    model = ["--weights", str(tmp_path / "w.safetensors"), "--card", str(tmp_path / "card.json")]
+
+    outputs = {}
+    for choice in ("lines", "bar"):
+        code = main(["batch", str(tmp_path / "cohort.csv"), "--output", str(tmp_path / choice), "--device", "cpu",
+                     "--threads", "1", "--progress", choice, *model])
+        assert code == 1  # the missing file fails its case; the others are done
+        outputs[choice] = capsys.readouterr()
+
+    events = check_protocol(outputs["lines"].out)
+    assert [(stage, percent) for stage, percent, _ in events] == [
+        ("batch", 0), ("batch", 33), ("batch", 33), ("batch", 67), ("batch", 67), ("batch", 100), ("done", 100)]
+    # A case starts ("case 2/3 two") where the one before ended ("1/3 cases, elapsed ..., remaining ...: one ...").
+    assert [message.split(" ")[:2] for _, _, message in events[0:6:2]] == [["case", "1/3"], ["case", "2/3"],
+                                                                           ["case", "3/3"]]
+    assert re.fullmatch(r"1/3 cases, elapsed 0:\d\d, remaining ~0:\d\d: one: \d+ lesion\(s\)", events[1][2])
+    assert "bad FAILED" in events[5][2] and events[6][2] == "2 done, 0 skipped, 1 failed"
+    # The bar in a log draws a line per 5 %: the end of each case, which says what became of it.
+    bar = check_bar_shows_the_protocol(outputs["bar"].err, events)
+    assert [message.split(": ")[1].split(" ")[0] for _, _, message in bar[1:4]] == ["one", "two", "bad"]
+    assert "SPINEMETSEG-PROGRESS" not in outputs["bar"].out

@@ -53,12 +53,15 @@ def serve(server: LocalServer, data: bytes = DATA, path: str = "/model.safetenso
 def test_clean_download_lands_the_verified_file_and_reports_progress(home, server):
     card = serve(server)
     calls = []
-    path = download.download_model(card, progress=lambda done, total: calls.append((done, total)), **FAST)
+    path = download.download_model(card, progress=lambda *event: calls.append(event), **FAST)
 
     assert path == home / "models" / "test-model" / "1.0.0" / "test-model-1.0.0.safetensors"
     assert path.read_bytes() == DATA
-    assert calls[-1] == (len(DATA), len(DATA))
-    assert [done for done, _ in calls] == sorted(done for done, _ in calls) and len(calls) > 2
+    megabytes = len(DATA) / 1024 / 1024
+    assert calls[-1] == ("download", 100.0, f"test-model 1.0.0 {megabytes:.1f}/{megabytes:.1f} MB")
+    percents = [percent for _, percent, _ in calls]
+    # One event per whole percent, not one per block: no repeats, never backwards, from 0.
+    assert percents == sorted(set(percents)) and percents[0] == 0 and len(calls) > 2
     assert files_in(home) == {"models/test-model/1.0.0/test-model-1.0.0.safetensors"}  # no .part, no lock
     assert catalog.model_file(card) == path
     download.download_model(card, **FAST)

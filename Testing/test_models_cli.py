@@ -5,6 +5,7 @@ from __future__ import annotations
 import copy
 import hashlib
 import json
+import os
 import pickle
 import socket
 from pathlib import Path
@@ -12,6 +13,7 @@ from pathlib import Path
 import pytest
 import torch
 from http_server import LocalServer, Route, card_for
+from progress_checks import check_bar_shows_the_protocol, check_protocol, protocol_events
 
 from SpineMetSegLib import cache, catalog, loader
 from SpineMetSegLib.cli import main
@@ -215,18 +217,48 @@ def test_remove_of_a_model_not_in_the_cache_says_so(home, capsys):
     assert code == EXIT_USER_ERROR and "Nothing to remove" in err
 
 
-def test_download_shows_a_progress_bar_and_prints_the_path(home, capsys, tmp_path, monkeypatch):
-    data = bytes(range(256)) * 3000
+def download_served(capsys, tmp_path, monkeypatch, progress: str):
+    """``models download --progress <progress>`` of a model served on 127.0.0.1, into an empty cache."""
+    data = bytes(range(256)) * 3000  # 768,000 bytes: three reads of download.CHUNK_BYTES
     with LocalServer() as server:
         server.routes["/m.safetensors"] = Route(data=data)
         path = tmp_path / "served.json"
         path.write_text(json.dumps({"schema_version": 1, "models": [
             card_for(data, server.url("/m.safetensors"), name="served-model")]}))
         monkeypatch.setenv(catalog.CATALOG_ENV, str(path))
-        code, out, err = run(capsys, "download", "served-model", "--timeout", "5", "--retries", "0")
-    assert code == 0
+        monkeypatch.setenv(cache.HOME_ENV, str(tmp_path / f"home-{progress}"))
+        code, out, err = run(capsys, "download", "served-model", "--timeout", "5", "--retries", "0",
+                             "--progress", progress)
+    assert code == 0, err
+    return data, out, err
+
+
+def test_download_with_progress_lines_prints_protocol_lines_then_the_path(capsys, tmp_path, monkeypatch):
+    data, out, err = download_served(capsys, tmp_path, monkeypatch, "lines")
+
+    events = check_protocol(out)
+    assert [(stage, percent) for stage, percent, _ in events] == [
+        ("download", 0), ("download", 34), ("download", 68), ("download", 100), ("done", 100)]
+    assert events[3][2] == "served-model 1.0.0 0.7/0.7 MB"
+    assert Path(out.splitlines()[-1]).read_bytes() == data  # the path is the last line
+    assert err == ""  # no bar besides the lines
+
+
+def test_download_bar_draws_the_same_events_as_the_protocol_and_stdout_is_only_the_path(capsys, tmp_path,
+                                                                                      monkeypatch):
+    _, lines_out, _ = download_served(capsys, tmp_path, monkeypatch, "lines")
+    data, out, err = download_served(capsys, tmp_path, monkeypatch, "bar")
+
+    bar = check_bar_shows_the_protocol(err, protocol_events(lines_out))
+    assert bar == protocol_events(lines_out)  # every event crosses a 5 % step, so the log bar shows each one
     assert Path(out.strip()).read_bytes() == data
-    assert "served-model 1.0.0 [" in err and "100%" in err
+    assert "served-model 1.0.0" in err and "100%" in err
+
+
+def test_download_with_progress_none_prints_only_the_path(capsys, tmp_path, monkeypatch):
+    data, out, err = download_served(capsys, tmp_path, monkeypatch, "none")
+
+    assert Path(out.strip()).read_bytes() == data and err == ""
 
 
 def test_download_failure_exits_2_with_the_http_status(home, capsys, tmp_path, monkeypatch):
@@ -238,3 +270,20 @@ def test_download_failure_exits_2_with_the_http_status(home, capsys, tmp_path, m
         code, out, err = run(capsys, "download", "served-model", "--retries", "0")
     assert code == EXIT_USER_ERROR and out == ""
     assert "HTTP 404" in err
+
+
+def test_an_imported_model_the_catalog_overrides_is_one_warning_line_on_stderr(home, capsys, user_model):
+    weights, card_path = user_model
+    assert run(capsys, "import", str(weights), "--card", str(card_path))[0] == 0
+    listing = Path(os.environ[catalog.CATALOG_ENV])  # the home fixture's catalog: add the same name and version
+    document = json.loads(listing.read_text())
+    document["models"].append(card_for(REMOTE_DATA, REMOTE_URL.replace("remote-model", "hospital-t1"),
+                                       name="hospital-t1", version="0.1.0"))
+    listing.write_text(json.dumps(document))
+
+    code, out, err = run(capsys, "list")
+
+    assert code == 0 and rows(out)[("hospital-t1", "0.1.0")] == (True, "not downloaded")
+    expected = ("warning: the imported model hospital-t1 0.1.0 is ignored: the catalog has a model of the same name "
+                "and version. Remove it with 'spinemetseg models remove hospital-t1 --version 0.1.0'.")
+    assert err.splitlines() == [expected]  # through logging, once; not also printed by the command

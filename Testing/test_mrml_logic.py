@@ -632,23 +632,6 @@ def test_shipped_requirements_are_installed_in_this_environment():
     assert [r.name for r in dependencies.requirements()][0] == "torch"  # before MONAI, which would pull its own
 
 
-def test_download_progress_bar_lines_become_progress():
-    import io
-
-    from SpineMetSegLib.cli.models import ProgressBar
-    from SpineMetSegLib.mrml.model_logic import parse_download_progress
-
-    stream = io.StringIO()
-    bar = ProgressBar("model 1.0.0", stream)
-    for done in (0, 400, 1000):
-        bar(done, 1000)
-
-    percents = [parse_download_progress(line).percent for line in stream.getvalue().splitlines()]
-
-    assert percents == [0, 40, 100]
-    assert parse_download_progress("model: spinemetseg-default 1.0.0 on cpu") is None
-
-
 @pytest.fixture
 def served_model(tmp_path, monkeypatch):
     """A catalog whose only model is served over HTTP on 127.0.0.1."""
@@ -690,11 +673,18 @@ def test_model_is_downloaded_by_a_child_process_with_progress(served_model):
     assert not entry.available and "not downloaded" in entry.label
     progress = []
 
-    job = logic.start_download(entry.card, on_progress=progress.append)
+    log = []
+    job = logic.start_download(entry.card, on_progress=progress.append, on_log=log.append)
     job.wait()
     job.check()
 
-    assert progress and progress[-1].percent == 100
+    # The child speaks only the protocol: every progress report is a SPINEMETSEG-PROGRESS line (the model logic
+    # has no other parser), from the first byte to the end, and no bar reached the log.
+    percents = [p.percent for p in progress]
+    assert percents == sorted(percents) and percents[0] == 0 and percents[-1] == 100
+    assert [p.stage for p in progress][-2:] == ["download", "done"]
+    assert progress[-2].message.startswith(f"{entry.card.name} {entry.card.version} ")
+    assert not any("%" in line for line in log), log
     (entry,) = logic.entries()
     assert entry.available and "T1, T2, STIR" in entry.label
 

@@ -140,3 +140,19 @@ def test_a_plan_that_cannot_be_written_leaves_no_picture_behind(segmentation, tm
     assert "Cannot write" in capsys.readouterr().err
     assert not plan_png.exists()
     assert sorted(p.name for p in tmp_path.iterdir()) == ["plan.json", "seg.nii.gz"]
+
+
+def test_a_proposal_reports_progress_lines_or_a_bar_from_the_same_events(segmentation, tmp_path, capsys):
+    from progress_checks import check_bar_shows_the_protocol, check_protocol
+
+    runs = {}
+    for choice in ("lines", "bar"):
+        assert main(["plan", str(segmentation), "--lesion", "1", "--margin", "3", "--canal-clearance", "3",
+                     "--json", str(tmp_path / f"{choice}.json"), "--progress", choice]) == 0
+        runs[choice] = capsys.readouterr()
+
+    events = check_protocol(runs["lines"].out)
+    assert {stage for stage, _, _ in events} == {"plan", "done"}
+    assert events[-1] == ("done", 100, "proposed generic-ellipsoid-20x15")
+    check_bar_shows_the_protocol(runs["bar"].err, events)
+    assert "SPINEMETSEG-PROGRESS" not in runs["bar"].out and "proposal meets the limits" in runs["bar"].out

@@ -427,7 +427,7 @@ def test_train_reads_real_anatomy_case_folders_and_writes_a_model(own_case_folde
                          synthetic=False, anatomy=str(own_case_folder), anatomy_pool_size=1, validation_cases=0,
                          log_every=1, checkpoint_every=3, device="cpu", network_channels=(4, 8),
                          network_strides=(2,))
-    result = train(config, progress_bar=False)
+    result = train(config)
     assert result.model_file.is_file() and result.steps == 3
     card = json.loads(result.card_file.read_text(encoding="utf-8"))
     assert "real healthy lumbar MRI" in card["training_data"] and "no real metastasis" in card["training_data"]
@@ -442,4 +442,24 @@ def test_train_refuses_a_folder_of_only_validation_scans(tmp_path):
     config = TrainConfig(output=str(tmp_path / "run"), steps=1, synthetic=False, anatomy=str(tmp_path / "cases"),
                          validation_cases=0, device="cpu")
     with pytest.raises(SpineMetSegError, match="nothing to train on"):
-        train(config, progress_bar=False)
+        train(config)
+
+
+def test_import_vb_reports_progress_lines_or_a_bar_from_the_same_events(tmp_path, capsys):
+    from progress_checks import check_bar_shows_the_protocol, check_protocol
+
+    from SpineMetSegLib.cli import main
+
+    repository = _repository(tmp_path / "repo")
+    runs = {}
+    for choice in ("lines", "bar"):
+        assert main(["dataset", "import-vb", str(repository), "--output", str(tmp_path / choice),
+                     "--progress", choice]) == 0
+        runs[choice] = capsys.readouterr()
+
+    events = check_protocol(runs["lines"].out)
+    assert [(stage, percent, message) for stage, percent, message in events] == [
+        ("import", 25, "vb2_01"), ("import", 50, "vb2_02"), ("import", 75, "vb3_05"),
+        ("import", 100, "vb3_06 (a duplicate of vb3_05)"), ("done", 100, f"3 distinct scans in {tmp_path / 'lines'}")]
+    assert check_bar_shows_the_protocol(runs["bar"].err, events)[:4] == events[:4]
+    assert "imported 3 distinct scans" in runs["bar"].out and "SPINEMETSEG-PROGRESS" not in runs["bar"].out

@@ -211,3 +211,20 @@ def test_min_lesion_probability_keeps_exactly_the_lesions_whose_mean_probability
     assert f"lesions: {int((means >= threshold).sum())}," in capsys.readouterr().out
     assert main([*base, "--output", str(tmp_path / "x.nii.gz"), "--min-lesion-probability", "1.5"]) == EXIT_USER_ERROR
     assert "between 0 and 1" in capsys.readouterr().err
+
+
+def test_progress_bar_draws_the_same_events_as_the_protocol_lines(case, tmp_path, capsys):
+    from progress_checks import check_bar_shows_the_protocol, check_protocol
+
+    inputs, model = case
+    runs = {}
+    for choice in ("lines", "bar"):
+        code = main(["segment", "--t1", str(inputs / "t1.nii.gz"), "--output", str(tmp_path / f"{choice}.nrrd"),
+                     "--device", "cpu", "--progress", choice, *model])
+        assert code == 0
+        runs[choice] = capsys.readouterr()
+
+    protocol = check_protocol(runs["lines"].out)
+    bar = check_bar_shows_the_protocol(runs["bar"].err, protocol)
+    assert [stage for stage, _, _ in bar][0] == "read" and bar[-1][:2] == ("done", 100)
+    assert "SPINEMETSEG-PROGRESS" not in runs["bar"].out and "wrote" in runs["bar"].out

@@ -97,7 +97,7 @@ def losses(output: Path):
 def test_training_steps_reduce_the_loss(tmp_path):
     folder = write_folder(tmp_path / "data", cases=1)
     output = tmp_path / "run"
-    result = train(tiny_config(output, folder, steps=40, learning_rate=1e-2), progress_bar=False)
+    result = train(tiny_config(output, folder, steps=40, learning_rate=1e-2))
     curve = losses(output)
     assert len(curve) == 40
     assert np.mean(curve[-5:]) < 0.7 * np.mean(curve[:5])
@@ -107,7 +107,7 @@ def test_training_steps_reduce_the_loss(tmp_path):
 @pytest.mark.slow
 def test_resume_after_cancel_continues_like_an_uninterrupted_run(tmp_path):
     folder = write_folder(tmp_path / "data")
-    straight = train(tiny_config(tmp_path / "straight", folder), progress_bar=False)
+    straight = train(tiny_config(tmp_path / "straight", folder))
 
     def cancel_at_step_4(stage, percent, message):
         if message.startswith("step 4/"):
@@ -115,9 +115,9 @@ def test_resume_after_cancel_continues_like_an_uninterrupted_run(tmp_path):
 
     interrupted = tmp_path / "interrupted"
     with pytest.raises(CancelledError):
-        train(tiny_config(interrupted, folder), progress=cancel_at_step_4, progress_bar=False)
+        train(tiny_config(interrupted, folder), progress=cancel_at_step_4)
     assert torch.load(interrupted / "checkpoint.pt", weights_only=True)["step"] == 4
-    resumed = train(tiny_config(interrupted, folder), resume=True, progress_bar=False)
+    resumed = train(tiny_config(interrupted, folder), resume=True)
     assert resumed.steps == 6
     assert losses(interrupted) == pytest.approx(losses(tmp_path / "straight"))
     from SpineMetSegLib.weights import load_state_dict
@@ -131,7 +131,7 @@ def test_resume_without_checkpoint_is_a_clear_error(tmp_path):
     from SpineMetSegLib.errors import ModelError
 
     with pytest.raises(ModelError, match="checkpoint"):
-        train(tiny_config(tmp_path / "run", folder), resume=True, progress_bar=False)
+        train(tiny_config(tmp_path / "run", folder), resume=True)
 
 
 @pytest.mark.slow
@@ -270,3 +270,24 @@ def test_training_validation_scores_a_case_as_segment_does():
     assert validation["vertebral_body_dice"] == pytest.approx(scores["2"]["dice"], abs=0.005)
     assert validation["metastasis_lesion_sensitivity"] == pytest.approx(scores["1"]["lesions"]["sensitivity"])
     assert validation["metastasis_false_positive_per_case"] == scores["1"]["lesions"]["false_positive"]
+
+
+def test_train_command_reports_progress_lines_or_a_bar_from_the_same_events(tmp_path, capsys):
+    from progress_checks import check_bar_shows_the_protocol, check_protocol
+
+    from SpineMetSegLib.cli import main
+
+    folder = write_folder(tmp_path / "data", cases=1)
+    runs = {}
+    for choice in ("lines", "bar"):
+        code = main(["train", "--output", str(tmp_path / choice), "--data", str(folder), "--no-synthetic",
+                     "--steps", "4", "--batch-size", "2", "--patch-size", "32", "32", "--channels", "4", "8",
+                     "--strides", "2", "--device", "cpu", "--log-every", "1", "--progress", choice])
+        assert code == 0
+        runs[choice] = capsys.readouterr()
+
+    events = check_protocol(runs["lines"].out)
+    assert [(stage, percent) for stage, percent, _ in events] == [
+        ("train", 25), ("train", 50), ("train", 75), ("train", 100), ("done", 100)]
+    assert events[0][2].startswith("step 1/4 loss ") and events[0][2].endswith(" patches/s")
+    assert check_bar_shows_the_protocol(runs["bar"].err, events) and "SPINEMETSEG-PROGRESS" not in runs["bar"].out

@@ -30,16 +30,15 @@ from __future__ import annotations
 import csv
 import hashlib
 import json
+import logging
 import math
 import os
 import shutil
-import sys
 import tempfile
 import time
-import traceback
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Dict, List, Optional, Sequence, TextIO, Tuple
+from typing import Any, Dict, List, Optional, Sequence, Tuple
 
 from . import __version__
 from .atomicfile import atomic_path, write_csv_atomic, write_text_atomic
@@ -48,6 +47,8 @@ from .errors import CancelledError, SpineMetSegError
 from .lesions import LESION_COLUMNS
 from .modelcard import ModelCard
 from .progress import ProgressCallback, no_progress
+
+log = logging.getLogger(__name__)
 
 CASES_FOLDER = "cases"
 LABELS_FILE = "labels.nii.gz"
@@ -62,7 +63,6 @@ SUMMARY_PNG = "summary.png"
 CASE_COLUMNS = ("case", "status", "lesions", "lesion_volume_ml", "seconds", "error", "folder")
 COHORT_COLUMNS = ("case",) + tuple(LESION_COLUMNS)
 HASH_CHUNK = 1 << 20
-BAR_WIDTH = 30
 SUMMARY_DPI = 120
 
 
@@ -89,13 +89,13 @@ def run_batch(
     dicom_seg: bool = False,
     redo: bool = False,
     progress: ProgressCallback = no_progress,
-    bar: Optional[TextIO] = None,
 ) -> BatchReport:
     """Segment every case into ``output`` with ``model`` (loaded once by the caller), then write the cohort files.
 
     A case that fails is recorded and the others go on. Ctrl-C (``KeyboardInterrupt``) or a cancel
     (``CancelledError``) removes the current case's partial folder, writes the cohort files of the cases done so
-    far, and propagates. ``bar`` (standard error by default) gets a line per case with elapsed and remaining time.
+    far, and propagates. ``progress`` hears ``batch`` as each case starts and ends (the end with what became of the
+    case, elapsed and remaining time), then ``done``; a failed case's traceback goes to the log (``logging``).
     """
     root = Path(output)
     try:
@@ -104,7 +104,6 @@ def run_batch(
         raise SpineMetSegError(f"Cannot use {root} as the output folder: {error.strerror or error}.") from None
     report = BatchReport()
     started = time.perf_counter()
-    bar = bar or sys.stderr
     worked: List[float] = []
     try:
         for index, case in enumerate(cases):
@@ -112,7 +111,7 @@ def run_batch(
             folder = root / CASES_FOLDER / case.name
             if not redo and verified_case(folder):
                 report.skipped.append(case.name)
-                _draw_bar(bar, index + 1, len(cases), started, worked, f"{case.name} already done")
+                progress(*_case_ended(index + 1, len(cases), started, worked, f"{case.name} already done"))
                 continue
             case_started = time.perf_counter()
             try:
@@ -125,13 +124,13 @@ def run_batch(
                 note = f"{case.name} FAILED: {error}"
             except Exception as error:  # noqa: BLE001 - one broken case must not stop a cohort
                 report.failed.append((case.name, f"{type(error).__name__}: {error}"))
-                traceback.print_exc(file=bar)
+                log.warning("%s failed; the traceback:", case.name, exc_info=True)
                 note = f"{case.name} FAILED: {type(error).__name__}: {error}"
             else:
                 report.done.append(case.name)
                 note = f"{case.name}: {facts['lesion_count']} lesion(s)"
             worked.append(time.perf_counter() - case_started)
-            _draw_bar(bar, index + 1, len(cases), started, worked, note)
+            progress(*_case_ended(index + 1, len(cases), started, worked, note))
     finally:
         report.seconds = time.perf_counter() - started
         write_cohort_files([root], root, failures=report.failed)
@@ -372,14 +371,14 @@ def _summary_png(case_rows: List[Dict[str, Any]], lesion_rows: List[Dict[str, An
         figure.savefig(temporary, format="png")
 
 
-def _draw_bar(stream: TextIO, finished: int, total: int, started: float, worked: List[float], note: str) -> None:
-    """One line per case: a bar, cases finished, elapsed and (from the cases segmented so far) remaining time."""
+def _case_ended(finished: int, total: int, started: float, worked: List[float], note: str) -> Tuple[str, float, str]:
+    """The progress event of a case that ended: cases finished, elapsed and (from the cases segmented so far)
+    remaining time, and what became of the case."""
     elapsed = time.perf_counter() - started
     per_case = sum(worked) / len(worked) if worked else None
     remaining = "?" if per_case is None else _clock(per_case * (total - finished))
-    filled = int(BAR_WIDTH * finished / max(1, total))
-    print(f"[{'#' * filled}{'.' * (BAR_WIDTH - filled)}] {finished}/{total} cases, elapsed {_clock(elapsed)}, "
-          f"remaining ~{remaining}: {note}", file=stream, flush=True)
+    return ("batch", 100.0 * finished / max(1, total),
+            f"{finished}/{total} cases, elapsed {_clock(elapsed)}, remaining ~{remaining}: {note}")
 
 
 def _clock(seconds: float) -> str:

@@ -14,8 +14,8 @@ until one item fits, then moves the work to the CPU, warning each time, so a ful
 
 from __future__ import annotations
 
+import logging
 import os
-import sys
 from typing import Callable, Optional, TypeVar
 
 import torch
@@ -32,11 +32,13 @@ MAX_BATCH = {"cpu": 4, "cuda": 32, "mps": 16}
 FALLBACK_FREE_BYTES = 2 * 1024**3
 
 T = TypeVar("T")
+log = logging.getLogger(__name__)
 
 
 def warn_to_stderr(message: str) -> None:
-    """The default warning sink: one ``warning:`` line on standard error."""
-    print(f"warning: {message}", file=sys.stderr, flush=True)
+    """The default warning sink: a ``logging`` warning, which the command line prints as one ``warning:`` line on
+    standard error."""
+    log.warning(message)
 
 
 def mps_available() -> bool:

@@ -4,7 +4,7 @@ Usage::
 
     from SpineMetSegLib import catalog, download
     card = catalog.load_catalog().get("spinemetseg-large")
-    path = download.download_model(card, progress=lambda done, total: print(done, "/", total))
+    path = download.download_model(card, progress=lambda stage, percent, message: print(stage, percent, message))
 
 What happens:
 
@@ -16,6 +16,8 @@ What happens:
   answers 200 makes it start over;
 - the file's size and sha256 must equal the model card's before the file moves into
   ``models/<name>/<version>/`` in one rename (a zip archive is extracted safely first);
+- progress goes to a ``ProgressCallback`` as ``("download", percent, "<name> <version> 1.0/2.5 MB")``, once per
+  whole percent;
 - any failure raises ``DownloadError`` saying what happened (HTTP status, address) and what to do, and leaves
   the cache as it was, except a ``.part`` file a later attempt resumes.
 
@@ -37,15 +39,18 @@ import urllib.error
 import urllib.parse
 import urllib.request
 from pathlib import Path
-from typing import Callable, Optional
+from typing import Optional
 
 from . import __version__, cache
 from .archive import extract_zip
 from .errors import CancelledError, DownloadError, ModelError
 from .modelcard import ModelCard
+from .progress import ProgressCallback
 
-DownloadProgress = Callable[[int, int], None]
-"""Called as ``progress(bytes_done, bytes_total)`` while a file downloads."""
+DownloadProgress = ProgressCallback
+"""A download reports ``progress("download", percent, "<name> <version> <done>/<total> MB")``."""
+DOWNLOAD_STAGE = "download"
+MEGABYTE = 1024 * 1024
 
 DEFAULT_TIMEOUT_S = 30.0  # per connection attempt and per read: a silent server fails after this long
 DEFAULT_RETRIES = 3  # further attempts after the first one fails for a reason that may pass
@@ -109,7 +114,23 @@ def _content_range(value: Optional[str]):
     return int(match.group(1)), total
 
 
-def _fetch_once(url: str, part: Path, size: int, timeout_s: float, progress: Optional[DownloadProgress]) -> None:
+class _ByteProgress:
+    """Turns bytes done of a total into download progress events, one per whole percent (not one per block)."""
+
+    def __init__(self, callback: Optional[ProgressCallback], what: str):
+        self.callback, self.what = callback, what
+        self.last = -1
+
+    def __call__(self, done: int, total: int) -> None:
+        if self.callback is None:
+            return
+        whole = 100 * done // total if total else 100
+        if whole != self.last:
+            self.last = whole
+            self.callback(DOWNLOAD_STAGE, float(whole), f"{self.what} {done / MEGABYTE:.1f}/{total / MEGABYTE:.1f} MB")
+
+
+def _fetch_once(url: str, part: Path, size: int, timeout_s: float, progress: _ByteProgress) -> None:
     """One HTTP request that adds to ``part`` until it holds ``size`` bytes; resumes what is there."""
     done = part.stat().st_size if part.exists() else 0
     if done > size:
@@ -144,8 +165,7 @@ def _fetch_once(url: str, part: Path, size: int, timeout_s: float, progress: Opt
         else:
             raise _Transient(f"unexpected HTTP {response.status} {response.reason}")
         with open(part, mode) as sink:
-            if progress is not None:
-                progress(done, size)
+            progress(done, size)
             while True:
                 block = response.read(CHUNK_BYTES)
                 if not block:
@@ -154,16 +174,16 @@ def _fetch_once(url: str, part: Path, size: int, timeout_s: float, progress: Opt
                 if done > size:
                     raise _SizeMismatch(f"more than {size}")
                 sink.write(block)
-                if progress is not None:
-                    progress(done, size)
+                progress(done, size)
     if done < size:
         raise _Transient(f"the connection closed after {done} of {size} bytes")
 
 
 def _fetch(url: str, part: Path, size: int, *, timeout_s: float, retries: int, backoff_s: float,
-           progress: Optional[DownloadProgress], what: str) -> None:
+           progress: Optional[ProgressCallback], what: str) -> None:
     """Fetch ``url`` into ``part`` with retries; raise ``DownloadError`` saying why it failed."""
     attempts = retries + 1
+    bytes_progress = _ByteProgress(progress, what)
     reason = ""
     for attempt in range(attempts):
         if attempt:
@@ -172,7 +192,7 @@ def _fetch(url: str, part: Path, size: int, *, timeout_s: float, retries: int, b
                         attempts, delay)
             time.sleep(delay)
         try:
-            _fetch_once(url, part, size, timeout_s, progress)
+            _fetch_once(url, part, size, timeout_s, bytes_progress)
             return
         except urllib.error.HTTPError as error:
             reason = f"HTTP {error.code} {error.reason}"
@@ -296,7 +316,7 @@ def _land(verified: Path, card: ModelCard, *, move: bool) -> Path:
 
 def download_model(
     card: ModelCard,
-    progress: Optional[DownloadProgress] = None,
+    progress: Optional[ProgressCallback] = None,
     *,
     timeout_s: float = DEFAULT_TIMEOUT_S,
     retries: int = DEFAULT_RETRIES,

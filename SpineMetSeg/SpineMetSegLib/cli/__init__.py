@@ -7,11 +7,16 @@ MONAI) happen inside ``run`` so ``spinemetseg --help`` stays fast.
 Errors derived from ``SpineMetSegError`` are printed as ``error: <message>`` with exit code 2, never as a
 traceback; Ctrl-C / SIGTERM exit with 130; any other error prints one ``error:`` line naming the log file
 that holds its traceback (``$SPINEMETSEG_HOME/logs``) and exits with 1.
+
+Warnings from the library go through Python ``logging`` (logger ``SpineMetSegLib``), which ``main`` configures
+once: ``warning: <message>`` lines on standard error. Progress is not logged: long commands take ``--progress``
+(``SpineMetSegLib.progress``).
 """
 
 from __future__ import annotations
 
 import argparse
+import logging
 import signal
 import sys
 from typing import List, Optional
@@ -40,7 +45,47 @@ def _raise_cancelled(signum, frame):  # noqa: ARG001 - signal handler signature
     raise CancelledError("cancelled by signal")
 
 
+class _StderrHandler(logging.StreamHandler):
+    """A handler that writes to the current ``sys.stderr`` (which a test or a redirect may have replaced)."""
+
+    @property
+    def stream(self):
+        return sys.stderr
+
+    @stream.setter
+    def stream(self, value):  # logging.StreamHandler.__init__ sets it; the property always follows sys.stderr
+        pass
+
+    def emit(self, record: logging.LogRecord) -> None:
+        from ..progress import close_bars
+
+        close_bars()  # a warning in the middle of a bar drawn in place starts on a line of its own
+        super().emit(record)
+
+
+class _LevelFormatter(logging.Formatter):
+    """``warning: <message>``: the same form as the command line's own ``error:`` lines."""
+
+    def format(self, record: logging.LogRecord) -> str:
+        record.levelprefix = record.levelname.lower()
+        return super().format(record)
+
+
+def configure_logging(level: int = logging.WARNING) -> None:
+    """Send the library's log records at ``level`` and above to standard error as ``<level>: <message>``; once."""
+    logger = logging.getLogger("SpineMetSegLib")
+    if not any(isinstance(handler, _StderrHandler) for handler in logger.handlers):
+        handler = _StderrHandler()
+        handler.setFormatter(_LevelFormatter("%(levelprefix)s: %(message)s"))
+        logger.addHandler(handler)
+        logger.propagate = False
+    logger.setLevel(level)
+
+
 def main(argv: Optional[List[str]] = None) -> int:
+    from ..progress import close_bars
+
+    configure_logging()
     parser = build_parser()
     args = parser.parse_args(argv)
     if not getattr(args, "run", None):
@@ -49,7 +94,10 @@ def main(argv: Optional[List[str]] = None) -> int:
     # SIGTERM (the Slicer Cancel button) unwinds like Ctrl-C, so every command cleans up its partial output.
     previous = signal.signal(signal.SIGTERM, _raise_cancelled)
     try:
-        return int(args.run(args) or 0)
+        try:
+            return int(args.run(args) or 0)
+        finally:
+            close_bars()  # what follows (an error, the shell prompt) starts on a line of its own
     except (KeyboardInterrupt, CancelledError) as error:
         print(f"cancelled: {getattr(error, 'outcome', 'nothing was written')}", file=sys.stderr)
         return EXIT_CANCELLED

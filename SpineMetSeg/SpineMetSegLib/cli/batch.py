@@ -22,6 +22,7 @@ import time
 from pathlib import Path
 
 from ..errors import EXIT_CANCELLED, CancelledError, SpineMetSegError
+from ..progress import add_progress_option
 from .segment import add_model_options, model_from_args
 
 EXIT_CASES_FAILED = 1
@@ -43,12 +44,13 @@ def register(subcommands: argparse._SubParsersAction) -> None:
     parser.add_argument("--shard", metavar="I/N",
                         help="process only the I-th of N parts of the cases (e.g. a Slurm array task)")
     add_model_options(parser)
+    add_progress_option(parser)
     parser.set_defaults(run=run)
 
 
 def run(args: argparse.Namespace) -> int:
     from .. import batch, batch_cases
-    from ..progress import ProgressReporter
+    from ..progress import progress_for
 
     source = Path(args.input)
     if not source.exists():
@@ -74,7 +76,7 @@ def run(args: argparse.Namespace) -> int:
     try:
         report = batch.run_batch(
             cases, args.output, card, model, device=args.device, tta=args.tta, mixed_precision=not args.float32,
-            threads=args.threads, dicom_seg=args.dicom_seg, redo=args.redo, progress=ProgressReporter(),
+            threads=args.threads, dicom_seg=args.dicom_seg, redo=args.redo, progress=progress_for(args.progress),
         )
     except (KeyboardInterrupt, CancelledError):
         print(f"cancelled: the case in progress was removed; finished cases are kept in {args.output}. "

@@ -13,8 +13,9 @@ VB1 is refused: it is reserved as an external test set.
 from __future__ import annotations
 
 import argparse
-import sys
 from pathlib import Path
+
+from ..progress import add_progress_option
 
 
 def register(subcommands: argparse._SubParsersAction) -> None:
@@ -34,6 +35,7 @@ def register(subcommands: argparse._SubParsersAction) -> None:
     )
     importer.add_argument("source", type=Path, help="a checkout of fastcleverseg, or its ImageDatasets/VBs folder")
     importer.add_argument("--output", type=Path, required=True, help="folder to write the case folders into")
+    add_progress_option(importer)
     importer.set_defaults(run=run_import)
     split = actions.add_parser("split", help="Print the fixed split by subject",
                                description="Print the training, tuning and validation cases of the fixed split.")
@@ -44,11 +46,11 @@ def register(subcommands: argparse._SubParsersAction) -> None:
 def run_import(args: argparse.Namespace) -> int:
     from ..data.split import load_split
     from ..data.vb_import import import_vb
+    from ..progress import progress_for
 
-    def show(number: int, total: int, name: str) -> None:
-        print(f"SPINEMETSEG-PROGRESS {100.0 * number / total:.1f} import {name}", file=sys.stderr, flush=True)
-
-    cases = import_vb(args.source, args.output, progress=show)
+    progress = progress_for(args.progress)
+    cases = import_vb(args.source, args.output, progress=progress)
+    progress("done", 100, f"{len(cases)} distinct scans in {args.output}")
     split = load_split()
     counts: dict = {}
     for case in cases:

@@ -3,14 +3,16 @@
 Usage::
 
     spinemetseg models list                      # name, version, sequences, size, where it is; * = newest
-    spinemetseg models download NAME [--version V]
+    spinemetseg models download NAME [--version V] [--progress auto|bar|lines|none]
     spinemetseg models import FILE               # a catalog model's file copied by hand (no internet)
     spinemetseg models import FILE --card CARD.json   # a model you trained, with its card
     spinemetseg models path [NAME] [--version V] # prints the weights file's path
     spinemetseg models remove NAME [--version V]
 
-``SPINEMETSEG_HOME`` sets the cache folder, ``SPINEMETSEG_CATALOG`` another catalog file. A download shows a
-progress bar on standard error; standard output gets only the results (a path, the table).
+``SPINEMETSEG_HOME`` sets the cache folder, ``SPINEMETSEG_CATALOG`` another catalog file. A download shows its
+progress as ``--progress`` says (``SpineMetSegLib.progress``): on a terminal a bar on standard error, so standard
+output gets only the results (a path, the table); with ``--progress lines`` protocol lines on standard output
+before the path, which is always the last line.
 """
 
 from __future__ import annotations
@@ -18,10 +20,9 @@ from __future__ import annotations
 import argparse
 import json
 import sys
-from typing import Optional, TextIO
 
-PROGRESS_BAR_WIDTH = 30
-PROGRESS_LINE_STEP_PERCENT = 5  # when standard error is not a terminal: one line per this many percent
+from ..progress import add_progress_option
+
 MEGABYTE = 1024 * 1024
 
 
@@ -43,6 +44,7 @@ def register(subcommands: argparse._SubParsersAction) -> None:
     fetch.add_argument("--timeout", type=float, default=None, metavar="SECONDS",
                        help="give up on a silent server after this long (default: 30)")
     fetch.add_argument("--retries", type=int, default=None, help="attempts after the first one fails (default: 3)")
+    add_progress_option(fetch)
     fetch.set_defaults(run=run_download)
 
     bring = actions.add_parser("import", help="Put a model file you copied by hand, or trained, into the cache")
@@ -92,9 +94,7 @@ def run_list(args: argparse.Namespace) -> int:
     from .. import cache
     from ..catalog import load_catalog
 
-    catalog = load_catalog()
-    for conflict in catalog.conflicts:
-        print(f"warning: {conflict}", file=sys.stderr)
+    catalog = load_catalog()  # an imported model the catalog overrides is logged: "warning: ..." on stderr
     cards = [card for name in catalog.names() for card in catalog.versions(name)]
     if args.json:
         rows = [{"name": card.name, "version": card.version, "title": card.title, "inputs": list(card.inputs),
@@ -114,50 +114,24 @@ def run_list(args: argparse.Namespace) -> int:
     return 0
 
 
-class ProgressBar:
-    """A download progress callback ``(bytes_done, bytes_total)`` drawing a bar on a stream (standard error).
-
-    On a terminal the bar redraws in place; otherwise (a log, Slicer's process output) it prints a line every
-    ``PROGRESS_LINE_STEP_PERCENT`` percent.
-    """
-
-    def __init__(self, label: str, stream: Optional[TextIO] = None):
-        self.label = label
-        self.stream = stream or sys.stderr
-        self.interactive = hasattr(self.stream, "isatty") and self.stream.isatty()
-        self._last_percent = -1
-
-    def __call__(self, done: int, total: int) -> None:
-        percent = int(100 * done / total) if total else 100
-        step = 1 if self.interactive else PROGRESS_LINE_STEP_PERCENT
-        if percent == self._last_percent or (percent < 100 and percent // step == self._last_percent // step):
-            return
-        self._last_percent = percent
-        filled = PROGRESS_BAR_WIDTH * percent // 100
-        bar = "#" * filled + "." * (PROGRESS_BAR_WIDTH - filled)
-        line = f"{self.label} [{bar}] {percent:3d}% {done / MEGABYTE:.1f}/{total / MEGABYTE:.1f} MB"
-        if self.interactive:
-            self.stream.write("\r" + line + ("\n" if percent == 100 else ""))
-        else:
-            self.stream.write(line + "\n")
-        self.stream.flush()
-
-
 def run_download(args: argparse.Namespace) -> int:
     from .. import cache
     from ..catalog import load_catalog
     from ..download import DEFAULT_RETRIES, DEFAULT_TIMEOUT_S, download_model
+    from ..progress import progress_for
 
+    progress = progress_for(args.progress)
     card = load_catalog().get(args.name, args.version)
     if card.is_embedded or cache.is_present(card):
         where = "embedded in the extension" if card.is_embedded else "already downloaded"
         print(f"{card} is {where}.", file=sys.stderr)
     path = download_model(
         card,
-        progress=ProgressBar(f"{card}"),
+        progress=progress,
         timeout_s=DEFAULT_TIMEOUT_S if args.timeout is None else args.timeout,
         retries=DEFAULT_RETRIES if args.retries is None else args.retries,
     )
+    progress("done", 100, f"{card} is in the cache")
     print(path)
     return 0
 

@@ -23,6 +23,7 @@ from pathlib import Path
 from typing import List, Optional, Tuple
 
 from ..errors import SpineMetSegError
+from ..progress import add_progress_option
 
 
 def _triple(text: str) -> Tuple[float, float, float]:
@@ -79,6 +80,7 @@ def register(subcommands: argparse._SubParsersAction) -> None:
     parser.add_argument("--image", metavar="PATH", help="an MRI (e.g. T1) to draw under the picture")
     parser.add_argument("--json", metavar="PATH", help="write the plan here")
     parser.add_argument("--png", metavar="PATH", help="draw the plan here")
+    add_progress_option(parser)
     parser.set_defaults(run=run)
 
 
@@ -96,7 +98,7 @@ def run(args: argparse.Namespace) -> int:
     from ..ablation.evaluation import evaluate_plan
     from ..ablation.proposal import propose
     from ..ablation.zone import Zone, ZoneUnion
-    from ..progress import ProgressReporter
+    from ..progress import progress_for
 
     segmentation = imageio.read_image(args.segmentation, name="segmentation")
     anatomy_image = imageio.read_image(args.anatomy, name="anatomy") if args.anatomy else None
@@ -114,8 +116,10 @@ def run(args: argparse.Namespace) -> int:
         used = [device]
     else:
         candidates = [find_device(devices, args.device)] if args.device else devices
+        progress = progress_for(args.progress)
         proposal = propose(anatomy, args.lesion, candidates, cone_axis_ras=args.cone_axis,
-                           cone_half_angle_deg=args.cone_angle, progress=ProgressReporter(), **limits)
+                           cone_half_angle_deg=args.cone_angle, progress=progress, **limits)
+        progress("done", 100, f"proposed {proposal.device.name}")
         zones, result, used = [proposal.zone], proposal.result, [proposal.device]
         proposal_dict = proposal.as_dict()
         print(("proposal meets the limits with " if proposal.feasible else

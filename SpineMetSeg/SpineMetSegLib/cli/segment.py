@@ -8,7 +8,8 @@ Usage::
     spinemetseg segment --t2 t2.nii.gz --output seg.nii.gz --min-lesion-probability 0   # keep every lesion
 
 The label map lands on the grid of the first input given (in the order t1, t2, stir, then ``--input``);
-metastasis is label 1. Progress lines (``SPINEMETSEG-PROGRESS``) go to standard output, then a summary.
+metastasis is label 1. Progress as ``--progress`` says (default: a bar on a terminal, ``SPINEMETSEG-PROGRESS``
+lines on standard output otherwise, which the Slicer logic reads), then a summary.
 """
 
 from __future__ import annotations
@@ -18,6 +19,7 @@ from typing import Any, Dict, Optional, Tuple
 
 from ..errors import SpineMetSegError
 from ..modelcard import ModelCard
+from ..progress import add_progress_option
 
 SEQUENCE_OPTIONS = ("t1", "t2", "stir")
 
@@ -44,6 +46,7 @@ def register(subcommands: argparse._SubParsersAction) -> None:
                         help="the inputs are MRI even though one looks like CT: skip the CT check")
     parser.add_argument("--probabilities", metavar="PATH", help="also write the metastasis probability map")
     parser.add_argument("--lesions-csv", metavar="PATH", help="also write one row per lesion (volume, vertebra, ...)")
+    add_progress_option(parser)
     parser.set_defaults(run=run)
 
 
@@ -72,7 +75,7 @@ def add_model_options(parser: argparse.ArgumentParser) -> None:
 
 def run(args: argparse.Namespace) -> int:
     from .. import inference
-    from ..progress import ProgressReporter
+    from ..progress import progress_for
 
     inputs = _inputs(args)
     inference.check_output_paths(inputs, args.output, args.probabilities, args.lesions_csv,
@@ -89,7 +92,7 @@ def run(args: argparse.Namespace) -> int:
         tta=args.tta,
         mixed_precision=not args.float32,
         threads=args.threads,
-        progress=ProgressReporter(),
+        progress=progress_for(args.progress),
         ct_check=not args.not_ct,
     )
     print(summary(result, card, args.output))

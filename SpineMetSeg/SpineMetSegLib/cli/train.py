@@ -18,6 +18,8 @@ import argparse
 import shlex
 import sys
 
+from ..progress import add_progress_option
+
 
 def register(subcommands: argparse._SubParsersAction) -> None:
     parser = subcommands.add_parser(
@@ -75,12 +77,14 @@ def register(subcommands: argparse._SubParsersAction) -> None:
     parser.add_argument("--resume", action="store_true", help="continue from the checkpoint in --output")
     parser.add_argument("--overwrite", action="store_true",
                         help="start afresh in an --output folder that already holds a model (it is replaced)")
-    parser.add_argument("--no-progress-bar", action="store_true", help="no progress bar on standard error")
+    add_progress_option(parser)
+    parser.add_argument("--no-progress-bar", dest="progress", action="store_const", const="lines",
+                        help="same as --progress lines (kept for older scripts)")
     parser.set_defaults(run=run)
 
 
 def run(args: argparse.Namespace) -> int:
-    from ..progress import ProgressReporter
+    from ..progress import progress_for
     from ..training import TrainConfig, train
 
     config = TrainConfig(
@@ -119,7 +123,7 @@ def run(args: argparse.Namespace) -> int:
         command="spinemetseg " + " ".join(shlex.quote(a) for a in sys.argv[1:]),
     )
     _check_before_training(args, config)
-    result = train(config, resume=args.resume, progress=ProgressReporter(), progress_bar=not args.no_progress_bar)
+    result = train(config, resume=args.resume, progress=progress_for(args.progress))
     if result.model_file is not None:
         print(f"model: {result.model_file}\ncard: {result.card_file}\n"
               f"add it with: spinemetseg models import {result.model_file} --card {result.card_file}")

@@ -31,12 +31,13 @@ import shutil
 import tempfile
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable, Dict, List, Optional, Tuple, Union
+from typing import Dict, List, Optional, Tuple, Union
 
 import numpy as np
 import SimpleITK as sitk
 
 from ..errors import SpineMetSegError
+from ..progress import ProgressCallback, no_progress
 
 RESERVED_SET = "VB1"
 SETS: Dict[str, Dict[str, str]] = {
@@ -171,11 +172,12 @@ def _sha256(path: Path) -> str:
 
 
 def import_vb(source: Union[str, os.PathLike], output: Union[str, os.PathLike],
-              progress: Optional[Callable[[int, int, str], None]] = None) -> List[ImportedCase]:
+              progress: ProgressCallback = no_progress) -> List[ImportedCase]:
     """Import every distinct VB2 and VB3 scan under ``source`` into ``output``/<set>_<NN>/ (see module docstring).
 
     A case folder is written into a hidden staging folder and moved into place whole; an existing case folder of
-    the same name is replaced only once its new copy is complete.
+    the same name is replaced only once its new copy is complete. ``progress("import", percent, name)`` hears of
+    each file after it is done.
     """
     _, sets = find_sets(source)
     output = Path(output)
@@ -190,12 +192,12 @@ def import_vb(source: Union[str, os.PathLike], output: Union[str, os.PathLike],
     for number, (vb_set, path) in enumerate(files, start=1):
         digest = _sha256(path)
         name = f"{vb_set.lower()}_{path.stem}"
-        if progress:
-            progress(number, len(files), name)
         if digest in seen:
+            progress("import", 100.0 * number / len(files), f"{name} (a duplicate of {seen[digest]})")
             continue  # byte-identical to an earlier file: the same scan
         seen[digest] = name
         imported.append(_import_one(vb_set, path, digest, name, output))
+        progress("import", 100.0 * number / len(files), name)
     return imported
 
 

@@ -11,35 +11,21 @@ Usage::
     card = logic.import_file("spinemetseg-large-1.0.0.safetensors")            # a catalog model's file
     card = logic.import_file("my-model.safetensors", card_file="my-card.json") # a model trained elsewhere
 
-A download runs ``spinemetseg models download`` as a child process, so it never blocks Slicer and can be
-cancelled (the cache keeps the partial file, and the next download resumes it). Import runs in-process: it
+A download runs ``spinemetseg models download --progress lines`` as a child process, so it never blocks Slicer
+and can be cancelled (the cache keeps the partial file, and the next download resumes it); its progress arrives
+as ``SPINEMETSEG-PROGRESS`` lines, the one protocol every child command speaks. Import runs in-process: it
 only checks and copies a local file.
 """
 
 from __future__ import annotations
 
-import re
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable, List, Optional
 
 from ..modelcard import ModelCard
-from ..progress import Progress, parse_progress
 from .child_job import ChildJob, LogHandler, ProgressHandler
 from .process_runner import ProcessRunner, SubprocessRunner
-
-# ``models download`` draws "<model> [####......]  40% 1.0/2.5 MB" lines when its output is not a terminal.
-_DOWNLOAD_BAR = re.compile(r"\]\s*(\d{1,3})%")
-DOWNLOAD_STAGE = "download"
-
-
-def parse_download_progress(line: str) -> Optional[Progress]:
-    """A progress line, or the percentage of a download progress bar line, or None."""
-    progress = parse_progress(line)
-    if progress is not None:
-        return progress
-    match = _DOWNLOAD_BAR.search(line)
-    return Progress(DOWNLOAD_STAGE, float(match.group(1)), line.strip()) if match else None
 
 
 @dataclass(frozen=True)
@@ -93,8 +79,8 @@ class ModelLogic:
     def start_download(self, card, *, on_progress: Optional[ProgressHandler] = None,
                        on_log: Optional[LogHandler] = None) -> ChildJob:
         job = ChildJob(self.runner_factory(), on_progress=on_progress, on_log=on_log,
-                       what=f"The download of {card.name} {card.version}", progress_parser=parse_download_progress)
-        job.start(["models", "download", card.name, "--version", card.version])
+                       what=f"The download of {card.name} {card.version}")
+        job.start(["models", "download", card.name, "--version", card.version, "--progress", "lines"])
         return job
 
     def import_file(self, path, card_file=None):

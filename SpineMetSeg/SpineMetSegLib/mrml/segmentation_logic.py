@@ -116,6 +116,7 @@ class SegmentationLogic:
         try:
             args = self._write_inputs(inputs, workdir)
             args += ["--output", str(workdir / f"labels{INPUT_SUFFIX}"), "--device", request.device]
+            args += ["--progress", "lines"]  # the protocol ChildJob reads, whatever the child's output is attached to
             args += self._model_args(request)
             if request.min_lesion_probability is not None:
                 args += ["--min-lesion-probability", repr(float(request.min_lesion_probability))]

@@ -25,7 +25,6 @@ import json
 import math
 import os
 import platform
-import sys
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -460,24 +459,6 @@ def write_card(card: ModelCard, config: TrainConfig, model_path: Path, card_path
 # ------------------------------------------------------------------------------------------------ the loop
 
 
-class _ProgressBar:
-    """A one-line progress bar on standard error."""
-
-    def __init__(self, total: int, enabled: bool):
-        self.total, self.enabled, self.width = total, enabled, 30
-
-    def show(self, step: int, message: str) -> None:
-        if not self.enabled:
-            return
-        done = int(self.width * step / max(1, self.total))
-        sys.stderr.write(f"\r[{'#' * done}{'.' * (self.width - done)}] {step}/{self.total} {message}   ")
-        sys.stderr.flush()
-
-    def close(self) -> None:
-        if self.enabled:
-            sys.stderr.write("\n")
-
-
 def _check_resumable(saved: Dict[str, Any], config: TrainConfig) -> None:
     for key in ("seed", "batch_size", "patch_size", "synthetic", "folder", "pool_size", "refresh_every", "anatomy",
                 "anatomy_fraction", "anatomy_pool_size",
@@ -490,9 +471,11 @@ def _check_resumable(saved: Dict[str, Any], config: TrainConfig) -> None:
             )
 
 
-def train(config: TrainConfig, *, resume: bool = False, progress: ProgressCallback = no_progress,
-          progress_bar: bool = True) -> TrainResult:
-    """Run (or resume) training as ``config`` says; see the module docstring for what is written."""
+def train(config: TrainConfig, *, resume: bool = False, progress: ProgressCallback = no_progress) -> TrainResult:
+    """Run (or resume) training as ``config`` says; see the module docstring for what is written.
+
+    ``progress`` hears ``prepare``, ``train`` (percent of the steps, with the loss and speed) and ``done``, from
+    the main process only; the command line draws them as a bar or protocol lines."""
     from .augment import build_augmentation
     from .losses import MarginalDiceCELoss
 
@@ -556,7 +539,6 @@ def train(config: TrainConfig, *, resume: bool = False, progress: ProgressCallba
     log = TrainLog(output, resume) if context.is_main else None
     if log is not None and resume:
         log.truncate_after(start_step)
-    bar = _ProgressBar(config.steps, progress_bar and context.is_main)
     source = CaseSource(card, config, context, folder_train, start_step)
     last_validation: Dict[str, Any] = {}
     best_validation: Dict[str, Any] = dict(saved.get("best_validation") or {}) if resume else {}
@@ -621,8 +603,8 @@ def train(config: TrainConfig, *, resume: bool = False, progress: ProgressCallba
                 if "val_score" in row:
                     log.plot()
             if row.get("loss") is not None:
-                bar.show(step, f"loss {row['loss']:.4f}, {row['patches_per_s']:.0f} patches/s")
-                progress("train", 100.0 * step / config.steps, f"step {step}/{config.steps} loss {row['loss']:.4f}")
+                progress("train", 100.0 * step / config.steps,
+                         f"step {step}/{config.steps} loss {row['loss']:.4f}, {row['patches_per_s']:.0f} patches/s")
             if step % config.checkpoint_every == 0 or step == config.steps:
                 save_checkpoint(step)
     except (KeyboardInterrupt, CancelledError):
@@ -631,7 +613,6 @@ def train(config: TrainConfig, *, resume: bool = False, progress: ProgressCallba
         raise
     finally:
         source.close()
-        bar.close()
 
     model_path = card_path = None
     if context.is_main:
