@@ -306,7 +306,7 @@ def test_progress_lines_and_bar_report_each_case_from_the_same_events(tmp_path, 
     imageio.write_image(mri_like((40, 48, 10), spacing=(0.9, 0.8, 3.0)), tmp_path / "small.nii.gz")
     (tmp_path / "cohort.csv").write_text("case,t1\none,small.nii.gz\ntwo,small.nii.gz\nbad,missing.nii.gz\n")
     card = make_card(patch_size=[32, 32])
-    (tmp_path / "card.json").write_text(json.dumps(card))
+    (tmp_path / "card.json").write_text(json.dumps(card.to_dict()))
     weights.save_state_dict(seeded_network(card).state_dict(), tmp_path / "w.safetensors")
     model = ["--weights", str(tmp_path / "w.safetensors"), "--card", str(tmp_path / "card.json")]
 
