@@ -272,6 +272,7 @@ def test_training_validation_scores_a_case_as_segment_does():
     assert validation["metastasis_false_positive_per_case"] == scores["1"]["lesions"]["false_positive"]
 
 
+@pytest.mark.slow
 def test_train_command_reports_progress_lines_or_a_bar_from_the_same_events(tmp_path, capsys):
     from progress_checks import check_bar_shows_the_protocol, check_protocol
 
