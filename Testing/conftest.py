@@ -9,14 +9,31 @@ import pytest
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 REAL_DATA = REPO_ROOT.parent / "shared" / "data" / "real"
+SPINE_VB = REPO_ROOT.parent / "shared" / "data" / "spine-vb"
+# Set by .ci/run: there the real scans always lie beside the project, so a test that needs them fails, not skips.
+REQUIRE_REAL_DATA_ENV = "SPINEMETSEG_REQUIRE_REAL_DATA"
+
+
+def real_folder(folder: Path, what: str) -> Path:
+    """``folder`` when it exists; else skip (a fresh clone elsewhere) or, where real data is required, fail."""
+    if not folder.is_dir():
+        reason = f"{what} not found at {folder} (they live beside the project, not in it)"
+        if os.environ.get(REQUIRE_REAL_DATA_ENV):
+            pytest.fail(f"{reason}; {REQUIRE_REAL_DATA_ENV} is set, so real data is required")
+        pytest.skip(reason)
+    return folder
 
 
 @pytest.fixture(scope="session")
 def real_data_dir() -> Path:
-    """The folder of real MRI scans (../shared/data/real); tests using it skip where it is absent."""
-    if not REAL_DATA.is_dir():
-        pytest.skip(f"real MRI fixtures not found at {REAL_DATA} (they live beside the project, not in it)")
-    return REAL_DATA
+    """The folder of real MRI scans (../shared/data/real)."""
+    return real_folder(REAL_DATA, "real MRI fixtures")
+
+
+@pytest.fixture(scope="session")
+def spine_vb_dir() -> Path:
+    """The real lumbar scans with vertebral-body masks (../shared/data/spine-vb)."""
+    return real_folder(SPINE_VB, "real lumbar MRI fixtures")
 
 
 @pytest.fixture(autouse=True)

@@ -66,6 +66,7 @@ class Phantom:
 
 
 # Zone geometry -------------------------------------------------------------------------------------------------------
+@pytest.mark.slow
 def test_distance_to_an_ellipse_matches_the_closest_point_found_by_brute_force():
     rng = np.random.default_rng(1)
     u, v = rng.uniform(0, 25, 300), rng.uniform(0, 25, 300)
@@ -316,6 +317,7 @@ PROPOSAL_DEVICES = [device(10, 10, 0, "small-10"), device(20, 16, 0, "medium-20x
                     device(40, 34, 5, "largest-40x34")]
 
 
+@pytest.mark.slow
 def test_proposal_picks_the_smallest_device_that_covers_the_lesion_with_the_margin():
     phantom = Phantom()
     centre = phantom.centre
@@ -339,6 +341,7 @@ def test_proposal_keeps_the_canal_clearance_by_moving_the_zone():
     assert proposal.result.margin_mm >= 2.0 - 1e-6
 
 
+@pytest.mark.slow
 def test_proposal_reports_what_it_cannot_cover():
     phantom = Phantom()
     phantom.ball(phantom.centre, 19.0)  # wider than the largest zone

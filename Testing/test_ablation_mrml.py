@@ -150,6 +150,7 @@ def test_two_probes_combine_their_zones(context, segmentation_node):
     assert context.scene.GetNodesByClass("vtkMRMLModelNode").GetNumberOfItems() == 1
 
 
+@pytest.mark.slow
 def test_propose_places_a_probe_that_meets_the_limits(context, segmentation_node, tmp_path):
     logic = AblationPlanLogic(context)
     plan = logic.create_plan(segmentation_node, lesion=1, margin_mm=3.0, canal_clearance_mm=3.0)

@@ -75,6 +75,7 @@ def segment_reference(cohort, vendor: str, output: Path) -> np.ndarray:
     return labels_of(output)
 
 
+@pytest.mark.slow
 def test_a_broken_study_is_recorded_and_the_others_finish(cohort):
     assert cohort["code"] == 1
     failures = read_csv(cohort["out"] / "failures.csv")
@@ -87,6 +88,7 @@ def test_a_broken_study_is_recorded_and_the_others_finish(cohort):
     assert not [p for p in (cohort["out"] / "cases").iterdir() if p.name.startswith(".")]
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("vendor", ["siemens", "ge"])
 def test_batch_on_dicom_studies_gives_the_label_map_of_segment(cohort, vendor, tmp_path):
     folder = case_folder(cohort, vendor)
@@ -95,6 +97,7 @@ def test_batch_on_dicom_studies_gives_the_label_map_of_segment(cohort, vendor, t
     assert expected.any()
 
 
+@pytest.mark.slow
 def test_case_json_says_which_series_were_chosen_and_why(cohort):
     facts = json.loads((case_folder(cohort, "siemens") / "case.json").read_text())
     assert {k: v["series_number"] for k, v in facts["inputs"].items()} == cohort["studies"]["siemens"].expected
@@ -105,6 +108,7 @@ def test_case_json_says_which_series_were_chosen_and_why(cohort):
     assert set(facts["outputs"]) == {"labels.nii.gz", "lesions.csv", "segmentation.dcm"}
 
 
+@pytest.mark.slow
 def test_cohort_table_has_every_lesion_of_every_case_with_its_case(cohort):
     rows = read_csv(cohort["out"] / "lesions.csv")
     for vendor in ("siemens", "ge"):
@@ -115,6 +119,7 @@ def test_cohort_table_has_every_lesion_of_every_case_with_its_case(cohort):
     assert sorted(row["status"] for row in cases.values()) == ["done", "done", "failed"]
 
 
+@pytest.mark.slow
 def test_dicom_seg_reads_back_with_the_card_segments_on_the_source_slices(cohort):
     highdicom = pytest.importorskip("highdicom")
     from pydicom import dcmread
@@ -144,6 +149,7 @@ def test_dicom_seg_reads_back_with_the_card_segments_on_the_source_slices(cohort
     assert checked == nonempty > 0
 
 
+@pytest.mark.slow
 def test_a_rerun_skips_verified_cases_and_redoes_a_damaged_one(cohort, tmp_path, capsys):
     out = tmp_path / "out"
     shutil.copytree(cohort["out"], out)
@@ -163,6 +169,7 @@ def test_a_rerun_skips_verified_cases_and_redoes_a_damaged_one(cohort, tmp_path,
     assert "done: 2, already done: 0, failed: 1" in capsys.readouterr().out
 
 
+@pytest.mark.slow
 def test_batch_on_a_manifest_of_series_folders_gives_the_label_map_of_segment(cohort, tmp_path):
     study = cohort["studies"]["siemens"]
     relative = {role: Path("..") / study.series_folders[study.roles[role]].relative_to(cohort["root"])
@@ -207,6 +214,7 @@ def nifti_cohort(folder: Path, count: int) -> list:
     return batch_cases.cases_from_manifest(folder / "cohort.csv")
 
 
+@pytest.mark.slow
 def test_shards_cover_every_case_once_and_merge_into_the_single_run_table(tmp_path, capsys):
     cases = nifti_cohort(tmp_path, 5)
     card = make_card(patch_size=[32, 32])
@@ -243,6 +251,7 @@ def test_a_missing_input_file_fails_its_case_only(tmp_path):
     assert report.failed[0][0] == "case0" and "does not exist" in report.failed[0][1]
 
 
+@pytest.mark.slow
 def test_sigterm_stops_after_cleaning_the_current_case_and_keeps_finished_ones(tmp_path):
     import signal
     import subprocess

@@ -63,7 +63,9 @@ def test_the_default_labels_carry_snomed_ct_codes():
 
 def test_the_embedded_file_matches_its_card():
     """Fails when someone replaces the weights file without updating the catalog's size and sha256."""
-    for card in catalog.load_catalog().versions("spinemetseg-default"):
+    cards = catalog.load_catalog().versions("spinemetseg-default")
+    assert cards, "the catalog lists no spinemetseg-default"
+    for card in cards:
         data = catalog.model_file(card).read_bytes()
         assert len(data) == card.file.size, card.version
         assert hashlib.sha256(data).hexdigest() == card.file.sha256, card.version

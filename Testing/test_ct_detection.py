@@ -58,6 +58,7 @@ def test_ct_is_recognised_however_it_is_stored(stored):
     assert preprocessing.looks_like_ct(image)
 
 
+@pytest.mark.slow
 def test_mri_of_any_scale_is_not_taken_for_ct(real_data_dir: Path):
     # Every second voxel in-plane keeps the histogram's shape and the test quick. (A finer sweep, 40 scales from
     # 0.3 to 40 with and without a -1024 offset over 12 real and phantom volumes, found no false CT either.)

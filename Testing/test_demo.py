@@ -15,6 +15,7 @@ from SpineMetSegLib.cli import main
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 
 
+@pytest.mark.slow
 def test_demo_writes_case_segmentation_metrics_and_overlay_and_prints_the_scores(tmp_path, capsys):
     output = tmp_path / "demo"
     assert main(["demo", "--output", str(output), "--seed", "3", "--device", "cpu", "--threads", "1"]) == 0

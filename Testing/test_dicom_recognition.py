@@ -25,6 +25,7 @@ def export(tmp_path_factory):
     return root, studies
 
 
+@pytest.mark.slow
 def test_studies_are_told_apart_by_uid_whatever_the_folders(export):
     root, written = export
     slices = phantom_images(1)["t1"].GetSize()[2]
@@ -127,6 +128,7 @@ def test_no_usable_series_gives_a_message_naming_what_was_found(export):
     assert "#8 'Sag T1 FSE +C' (contrast-enhanced" in message
 
 
+@pytest.mark.slow
 def test_a_series_reads_back_as_the_volume_that_was_written(tmp_path):
     image = phantom_images(4)["t1"]
     write_series(image, tmp_path / "t1", study=StudyTags("1.2.3"), series_number=3, tags={"RepetitionTime": 500})
@@ -139,6 +141,7 @@ def test_a_series_reads_back_as_the_volume_that_was_written(tmp_path):
     assert np.array_equal(sitk.GetArrayFromImage(volume), expected)
 
 
+@pytest.mark.slow
 def test_a_series_with_a_missing_slice_is_refused_with_where_it_is_missing(tmp_path):
     files = write_series(phantom_images(4)["t2"], tmp_path / "t2", study=StudyTags("1.2.3"), series_number=2)
     files[6].unlink()

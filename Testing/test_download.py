@@ -152,11 +152,10 @@ def test_a_file_with_the_wrong_sha256_is_refused_and_not_kept(home, server):
 
 
 def test_a_silent_server_hits_the_timeout(home, server):
+    # The server answers in full after 3 s: a client that waited for it would succeed, so the error is the timeout.
     card = serve(server, delay_s=3.0)
-    started = time.monotonic()
     with pytest.raises(DownloadError) as error:
         download.download_model(card, timeout_s=0.2, retries=1, backoff_s=0.0)
-    assert time.monotonic() - started < 2.5  # two attempts of 0.2 s, not the server's 3 s
     assert "no answer within 0.2 s" in str(error.value) and "after 2 attempts" in str(error.value)
     assert files_in(home) == set()
 
@@ -198,6 +197,7 @@ CONCURRENT_DOWNLOAD = textwrap.dedent("""
 """)
 
 
+@pytest.mark.slow
 def test_two_processes_downloading_one_model_end_with_one_correct_file(home, server):
     # About 0.8 s of transfer, so the second process arrives while the first one still downloads.
     card = serve(server, chunk_delay_s=0.02)
@@ -304,6 +304,7 @@ sys.exit(main(["models", "download", "test-model"]))
 """
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("received", ["nothing", "some bytes"])
 def test_sigterm_during_a_download_leaves_no_empty_part_and_reports_a_kept_one(home, server, tmp_path, received):
     import signal

@@ -83,10 +83,37 @@ def test_dicom_series_folder_reads_with_its_geometry(tmp_path: Path):
     np.testing.assert_array_equal(sitk.GetArrayFromImage(back), sitk.GetArrayFromImage(image))
 
 
-def test_resample_onto_own_grid_keeps_every_voxel():
+def test_resampling_onto_a_permuted_and_flipped_grid_of_the_same_points_moves_each_voxel_to_its_place():
+    # The reference's axes are the image's (k, i reversed, j): the same voxel centres in space, indexed otherwise.
+    # A resampler working in index space, or with a wrong axis order or sign, puts the values elsewhere.
     image = oblique_volume(sitk.sitkFloat32)
-    same = imageio.resample_to(image, sitk.Image(image))
-    np.testing.assert_array_equal(sitk.GetArrayFromImage(same), sitk.GetArrayFromImage(image))
+    size_i, size_j, size_k = image.GetSize()
+    spacing_i, spacing_j, spacing_k = image.GetSpacing()
+    columns = np.array(image.GetDirection()).reshape(3, 3)
+    reference = sitk.Image(size_k, size_i, size_j, sitk.sitkUInt8)
+    reference.SetSpacing((spacing_k, spacing_i, spacing_j))
+    reference.SetDirection(tuple(np.stack([columns[:, 2], -columns[:, 0], columns[:, 1]], axis=1).ravel()))
+    reference.SetOrigin(image.TransformIndexToPhysicalPoint((size_i - 1, 0, 0)))
+    out = imageio.resample_to(image, reference)
+    assert imageio.Geometry.of(out) == imageio.Geometry.of(reference)
+    # Reference voxel (a, b, c) is image voxel (i, j, k) = (size_i - 1 - b, c, a); arrays are indexed [k, j, i].
+    array = sitk.GetArrayFromImage(image)
+    expected = array[:, :, ::-1].transpose(1, 2, 0)
+    np.testing.assert_allclose(sitk.GetArrayFromImage(out), expected, atol=1e-3)
+
+
+@pytest.mark.parametrize("nearest", [False, True])
+def test_resampling_onto_a_grid_shifted_by_a_quarter_voxel_interpolates_between_neighbours(nearest: bool):
+    image = oblique_volume(sitk.sitkFloat32)
+    column_i = np.array(image.GetDirection()).reshape(3, 3)[:, 0]
+    reference = sitk.Image(image)
+    reference.SetOrigin(tuple(np.array(image.GetOrigin()) + 0.25 * image.GetSpacing()[0] * column_i))
+    out = sitk.GetArrayFromImage(imageio.resample_to(image, reference, nearest=nearest))
+    array = sitk.GetArrayFromImage(image).astype(np.float64)
+    # Each voxel sits a quarter of the way from image voxel i to i + 1 (the last one has no i + 1: not compared).
+    expected = array[:, :, :-1] if nearest else 0.75 * array[:, :, :-1] + 0.25 * array[:, :, 1:]
+    np.testing.assert_allclose(out[:, :, :-1], expected, atol=1e-3)
+    assert not np.allclose(out[:, :, :-1], array[:, :, 1:], atol=1.0)  # not a whole-voxel shift either
 
 
 def test_resample_takes_the_reference_geometry_exactly():

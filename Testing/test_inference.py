@@ -408,18 +408,6 @@ def test_batch_size_follows_free_memory():
     assert devices.system_available_memory() > 0
 
 
-REAL_SCANS = ("sct_t2_lumbar.nii.gz", "sct_t2_cervical_ms.nii.gz", "totalseg_example_mr.nii.gz")
-
-
-@pytest.mark.parametrize("name", REAL_SCANS)
-def test_real_scans_segment_on_their_own_grid(real_data_dir, name):
-    scan = imageio.read_image(real_data_dir / name)
-    card = make_card(patch_size=[64, 64], channels=(4, 8), min_lesion_volume_ml=0.01)
-    result = inference.segment_images({"t2": scan}, card, seeded_network(card), device="cpu", threads=1)
-    assert geometry(result.labels) == geometry(scan)
-    assert set(np.unique(sitk.GetArrayFromImage(result.labels))) <= {0, 1, 2, 3}
-
-
 @pytest.mark.parametrize("grid", sorted(GRIDS))
 def test_reorienting_by_permuting_axes_matches_sitk_dicomorient(grid):
     image = mri_like(**GRIDS[grid], lesion=LESION_BOX)

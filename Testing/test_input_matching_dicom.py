@@ -35,6 +35,7 @@ def load_like_slicer(scene, files, number: int, name: str):
     return node
 
 
+@pytest.mark.slow
 def test_volumes_from_dicom_are_matched_by_their_tags_not_their_names(ge_study):
     _study, files = ge_study
     scene = MRMLContext.standalone().scene

@@ -261,6 +261,7 @@ def test_bad_inputs_raise_clear_errors():
         lesions.measure_lesions(image_of(np.ones((4, 4, 4), np.uint8)), far)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("seed", [3, 6])  # an isotropic 3D case with an epidural lesion; a thick-slice sagittal case
 def test_measures_agree_with_the_phantom_ground_truth(seed: int):
     """Host vertebra, posterior-wall and canal flags against the phantom's own per-lesion facts (case.json)."""

@@ -161,6 +161,7 @@ def test_volume_under_a_linear_transform_is_written_where_the_user_sees_it(conte
 # --- segmentation through the real child process ---------------------------------------------------------
 
 
+@pytest.mark.slow
 def test_segmentation_lands_on_the_input_grid_with_the_cards_segments(context, t1_node, small_model, tmp_path):
     card = small_model[0]
     logic = SegmentationLogic(context)
@@ -204,6 +205,7 @@ def test_segmentation_lands_on_the_input_grid_with_the_cards_segments(context, t
     assert node.GetDisplayNode().GetVisibility()
 
 
+@pytest.mark.slow
 def test_the_panels_lesion_confidence_reaches_the_child_process(context, t1_node, small_model):
     logic = SegmentationLogic(context)
     default = logic.segment(request_for(t1_node, small_model)).segmentation_node
@@ -228,6 +230,7 @@ def _core_segmentation(path, small_model) -> np.ndarray:
     return sitk.GetArrayFromImage(result.labels)
 
 
+@pytest.mark.slow
 def test_failing_run_leaves_the_scene_and_the_chosen_output_unchanged(context, t1_node, small_model):
     """The real child process, given a constant volume, fails; nothing in the scene changes."""
     flat = mrml_scene.add_volume_node(context.scene, oblique_image(np.full(SIZE_IJK[::-1], 5.0, np.float32)), "T1")
@@ -243,6 +246,7 @@ def test_failing_run_leaves_the_scene_and_the_chosen_output_unchanged(context, t
     assert segment_voxels(output) == voxels_before
 
 
+@pytest.mark.slow
 def test_cancelled_run_leaves_the_scene_unchanged(context, t1_node, small_model):
     before = scene_state(context.scene)
     job = SegmentationLogic(context).start(request_for(t1_node, small_model))
@@ -409,15 +413,18 @@ def test_painting_voxels_refreshes_the_lesion_table_through_the_watcher(context,
 def test_a_burst_of_edits_is_measured_once_after_it_pauses(context, t1_node, small_model):
     node = _imported_result(context, t1_node, small_model[0]).segmentation_node
     logic = LesionTableLogic(context)
-    watcher = LesionTableWatcher(logic.update, delay_s=0.5)
+    now = [100.0]  # the watcher's clock, moved by hand: no sleeping, and a loaded machine cannot stretch the burst
+    watcher = LesionTableWatcher(logic.update, delay_s=0.5, clock=lambda: now[0])
     watcher.watch(node, logic.update(node).table_node)
 
     _paint_box(node, "metastasis", np.s_[12:14, 4:7, 3:6])
+    now[0] += 0.4
     _erase_box(node, "metastasis", (slice(5, 9), slice(6, 10), slice(4, 8)))
+    now[0] += 0.4
 
-    assert watcher.update_if_due() is None  # still inside the burst
-    time.sleep(0.6)
-    assert len(watcher.update_if_due().lesions) == 3  # one added, one erased
+    assert watcher.update_if_due() is None  # 0.4 s after the last edit: still inside the burst
+    now[0] += 0.2
+    assert len(watcher.update_if_due().lesions) == 3  # 0.6 s after it: measured once, one added, one erased
     assert watcher.update_if_due() is None
 
 
@@ -517,6 +524,7 @@ def test_compare_with_original_needs_a_segmentation_made_by_the_module(context, 
 # --- sample case -----------------------------------------------------------------------------------------
 
 
+@pytest.mark.slow
 def test_sample_case_arrives_as_named_volumes_with_the_phantoms_truth(context):
     from SpineMetSegLib.mrml import sample_data
     from SpineMetSegLib.mrml.input_matching import match_volume_nodes
@@ -557,6 +565,7 @@ def test_sample_data_registration_shows_a_title_and_names_one_file_node_and_read
     assert all(uri.startswith("spinemetseg://phantom/") for uri in arguments["uris"])
 
 
+@pytest.mark.slow
 def test_sample_uris_load_the_phantom_through_urllib_as_slicers_sample_data_does(context, tmp_path):
     """SampleDataLogic.downloadFile fetches with urllib.request.urlretrieve (v5.8.0 line 949, v5.10.0 line 1098)
     into the cache, then loads each file with the named reader; the same steps here, with slicer-core's readers."""
@@ -670,6 +679,7 @@ def served_model(tmp_path, monkeypatch):
     server.shutdown()
 
 
+@pytest.mark.slow
 def test_model_is_downloaded_by_a_child_process_with_progress(served_model):
     from SpineMetSegLib.mrml.model_logic import ModelLogic
 
@@ -704,6 +714,7 @@ def test_default_model_is_listed_first_and_is_on_this_computer():
     assert "synthetic" in entries[0].description.lower()
 
 
+@pytest.mark.slow
 def test_self_test_workflow_on_the_sample_case(context):
     """What SpineMetSegTest does in Slicer: sample case, default model, one lesion removed, Dice vs the truth."""
     from SpineMetSegLib.mrml import sample_data
@@ -737,6 +748,7 @@ def test_the_saved_device_is_applied_to_a_new_panel_node_and_again_after_close_s
     assert needs_saved_device(node)
 
 
+@pytest.mark.slow
 def test_the_gpu_check_runs_in_a_child_process_and_says_what_this_computer_has():
     from SpineMetSegLib.mrml.device_choice import describe_hardware, probe_result, start_hardware_probe
     from SpineMetSegLib.mrml.process_runner import SubprocessRunner

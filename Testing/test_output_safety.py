@@ -74,6 +74,7 @@ def segment_args(inputs: Path, model: list, output: Path, *extra: str) -> list:
 # ------------------------------------------------------------------------------------------ full disk
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("suffix", [".nii.gz", ".nrrd", ".nii", ".mha"])
 def test_a_full_disk_while_writing_the_label_map_exits_2_and_keeps_the_earlier_file(case, suffix):
     inputs, out, model = case
@@ -89,6 +90,7 @@ def test_a_full_disk_while_writing_the_label_map_exits_2_and_keeps_the_earlier_f
     assert snapshot(inputs, out) == before  # no partial file, every earlier file byte-identical
 
 
+@pytest.mark.slow
 def test_a_full_disk_at_the_probability_map_writes_none_of_the_outputs(case):
     inputs, out, model = case
     labels_only = run_limited(1 << 30, segment_args(inputs, model, out / "fits.nii.gz"))

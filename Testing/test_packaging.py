@@ -78,6 +78,7 @@ def test_extension_icon_is_a_128_pixel_square_png():
             assert image.size == (128, 128)
 
 
+@pytest.mark.slow
 def test_core_imports_without_slicer_or_qt():
     # slicer and qt are made unimportable: the core must never need them.
     code = (
@@ -110,9 +111,43 @@ def test_readme_test_command_is_the_one_ci_runs():
     assert command in ci
 
 
-@pytest.mark.parametrize("path", ["README.md", "pyproject.toml", ".ci/run", "SpineMetSeg/CMakeLists.txt"])
-def test_layout_file_exists(path: str):
-    assert (ROOT / path).is_file()
+# Files of Slicer's own source that the README cites (its "Slicer versions" table), not files of this project.
+SLICER_SOURCE_CITED = {"Base/Python/slicer/util.py", "Modules/Scripted/SampleData/SampleData.py",
+                       "ScriptedLoadableModule.py", "parameterNodeWrapper/wrapper.py"}
+
+
+def readme_named_files() -> set:
+    """Source, data and script files the README names in backticks: any such path with a folder, and bare ``.py``
+    names (image names like ``imagesTr/CASE_0000.nii.gz`` are layouts the user writes, not project files)."""
+    text = (ROOT / "README.md").read_text(encoding="utf-8")
+    names = set(re.findall(r"`((?:[\w.-]+/)+[\w.-]+\.(?:py|json|toml|ui|txt|md|s4ext|safetensors)|[\w.-]+\.py)`",
+                           text))
+    return names - SLICER_SOURCE_CITED
+
+
+def test_every_file_the_readme_names_exists():
+    # A reader follows these paths (a source file, a benchmark script, a test file, the device table); a moved or
+    # renamed file must take the README with it. Paths are relative to the project, the module folder, the
+    # library or Testing/, as the README writes them.
+    roots = (ROOT, MODULE, MODULE / "SpineMetSegLib", ROOT / "Testing")
+    names = readme_named_files()
+    assert len(names) >= 20  # the pattern still finds the README's paths
+    missing = sorted(name for name in names if not any((root / name).is_file() for root in roots))
+    assert missing == [], f"the README names files that do not exist: {missing}"
+
+
+def test_every_test_file_in_the_readmes_testing_table_holds_tests():
+    readme = (ROOT / "README.md").read_text(encoding="utf-8")
+    testing = readme.split("\n## Testing\n", 1)[1].split("\n## ", 1)[0]
+    rows = [line.split("|")[1] for line in testing.splitlines() if line.startswith("| `test_")]
+    files = [name for row in rows for name in re.findall(r"`(test_\w+\.py)`", row)]
+    assert len(files) >= 20
+
+    def holds_tests(name: str) -> bool:
+        path = ROOT / "Testing" / name
+        return path.is_file() and re.search(r"^def test_", path.read_text(encoding="utf-8"), re.MULTILINE) is not None
+
+    assert [name for name in files if not holds_tests(name)] == [], "the README's testing table names these"
 
 
 def test_pyproject_lists_every_package_of_the_library():
@@ -126,6 +161,7 @@ def test_pyproject_lists_every_package_of_the_library():
     assert found <= listed, f"packages missing from pyproject.toml, a wheel would lack them: {sorted(found - listed)}"
 
 
+@pytest.mark.slow
 def test_a_wheel_install_finds_the_catalog_and_segments_with_the_embedded_model(tmp_path):
     # A non-editable install: only what the wheel carries, imported ahead of the editable checkout. The wheel is
     # built from a copy, so the build leaves nothing in the checkout.

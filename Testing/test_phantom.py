@@ -341,6 +341,7 @@ def test_thick_slices_average_tissues_through_the_slice_partial_volume():
     assert 0.001 < mixed.mean() < 0.5
 
 
+@pytest.mark.slow
 def test_a_real_sized_sagittal_case_renders_on_512_by_512():
     seed = find_seeds(lambda plan: plan.acquisition.size[0] == 512, 1, small=False)[0]
     case = case_of(seed)
@@ -386,6 +387,7 @@ def hashes(folder: Path) -> dict:
     return {p.name: hashlib.sha256(p.read_bytes()).hexdigest() for p in sorted(folder.iterdir())}
 
 
+@pytest.mark.slow
 def test_same_seed_writes_the_same_bytes_and_another_seed_does_not(tmp_path):
     first, second = find_seeds(lambda plan: plan.acquisition.size[0] <= 224 and plan.acquisition.size[2] <= 14, 2)
     write_case(generate_case(first), tmp_path / "a", png=True)

@@ -45,6 +45,7 @@ def triple(values) -> str:
     return ",".join(f"{v:g}" for v in values)
 
 
+@pytest.mark.slow
 def test_plan_proposes_a_probe_and_writes_the_plan_and_picture(segmentation, tmp_path, capsys):
     plan_json, plan_png = tmp_path / "plan.json", tmp_path / "plan.png"
     code = main(["plan", str(segmentation), "--lesion", "1", "--margin", "3", "--canal-clearance", "3",
@@ -141,6 +142,7 @@ def test_a_plan_that_cannot_be_written_leaves_no_picture_behind(segmentation, tm
     assert sorted(p.name for p in tmp_path.iterdir()) == ["plan.json", "seg.nii.gz"]
 
 
+@pytest.mark.slow
 def test_a_proposal_reports_progress_lines_or_a_bar_from_the_same_events(segmentation, tmp_path, capsys):
     from progress_checks import check_bar_shows_the_protocol, check_protocol
 

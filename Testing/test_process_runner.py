@@ -2,8 +2,9 @@
 
 Inside Slicer, ``PythonSlicer`` is a launcher (CTKAppLauncher) that starts the real Python as its own child and
 ignores signals. These tests put a stand-in launcher with exactly that behaviour in front of the real
-``spinemetseg`` command line and check what a user relies on: Cancel stops the real child within the grace
-period, the command line still gets its SIGTERM (exit code 130) and leaves no partial output.
+``spinemetseg`` command line and check what a user relies on: Cancel stops the real child, the command line still
+gets its SIGTERM (exit code 130) and leaves no partial output, and a child that ignores Cancel is killed with its
+whole group after the grace period. No test bounds how long anything took.
 """
 
 from __future__ import annotations
@@ -11,6 +12,7 @@ from __future__ import annotations
 import json
 import os
 import queue
+import signal
 import sys
 import textwrap
 import time
@@ -22,9 +24,10 @@ from inference_fixtures import make_card, mri_like, seeded_network
 from SpineMetSegLib import imageio, weights
 from SpineMetSegLib.errors import EXIT_CANCELLED
 from SpineMetSegLib.mrml import process_runner
-from SpineMetSegLib.mrml.process_runner import CANCEL_GRACE_S, SubprocessRunner
+from SpineMetSegLib.mrml.process_runner import SubprocessRunner
 from SpineMetSegLib.progress import parse_progress
 
+HANG_GUARD_S = 600  # a wait that only ends a hung run; no test asserts an upper bound on how long anything took
 posix_only = pytest.mark.skipif(os.name == "nt", reason="process groups and SIGTERM are POSIX")
 
 # A stand-in for CTKAppLauncher: ignores SIGTERM, starts the real Python as its child (with the default SIGTERM
@@ -86,6 +89,7 @@ def wait_for_line(lines: queue.Queue, accept, timeout_s: float = 120.0) -> list:
     raise AssertionError("expected output never came:\n" + "\n".join(seen[-20:]))
 
 
+@pytest.mark.slow
 @posix_only
 def test_cancel_behind_a_launcher_stops_the_real_child_which_cleans_up(tmp_path):
     folder = tmp_path / "case"
@@ -96,7 +100,9 @@ def test_cancel_behind_a_launcher_stops_the_real_child_which_cleans_up(tmp_path)
     weights.save_state_dict(seeded_network(card).state_dict(), folder / "weights.safetensors")
     before = sorted(p.name for p in folder.iterdir())
     command, pid_file = launcher_command(tmp_path)
-    runner = SubprocessRunner(command=[*command, "-m", "SpineMetSegLib.cli"])
+    # The grace period is made long, so however loaded the machine, only the child's own clean exit can end it (the
+    # kill after the grace period is the next test's).
+    runner = SubprocessRunner(command=[*command, "-m", "SpineMetSegLib.cli"], cancel_grace_s=HANG_GUARD_S)
     lines: queue.Queue = queue.Queue()
     runner.start(["segment", "--t1", folder / "t1.nrrd", "--output", folder / "seg.nii.gz",
                   "--probabilities", folder / "prob.nii.gz", "--device", "cpu", "--threads", "1",
@@ -105,21 +111,19 @@ def test_cancel_behind_a_launcher_stops_the_real_child_which_cleans_up(tmp_path)
     try:
         wait_for_line(lines, lambda line: (parse_progress(line) is not None and parse_progress(line).stage ==
                                            "inference" and parse_progress(line).message.startswith("window")))
-        cancelled_at = time.monotonic()
         runner.cancel()
-        code = runner.wait(timeout=CANCEL_GRACE_S)
-        elapsed = time.monotonic() - cancelled_at
+        code = runner.wait(timeout=HANG_GUARD_S)
     finally:
         if is_running(real_child):
             os.kill(real_child, 9)
 
     assert not is_running(real_child)
-    assert elapsed < CANCEL_GRACE_S
     assert code == EXIT_CANCELLED  # the real command line got SIGTERM and exited cleanly (the launcher forwards it)
     assert runner.poll() == EXIT_CANCELLED  # all output delivered: the pipe is closed
     assert sorted(p.name for p in folder.iterdir()) == before
 
 
+@pytest.mark.slow
 @posix_only
 def test_a_child_that_ignores_cancel_is_killed_after_the_grace_period(tmp_path):
     command, pid_file = launcher_command(tmp_path)
@@ -132,15 +136,15 @@ def test_a_child_that_ignores_cancel_is_killed_after_the_grace_period(tmp_path):
         wait_for_line(lines, lambda line: line == "ready", timeout_s=30)
         cancelled_at = time.monotonic()
         runner.cancel()
-        runner.wait(timeout=10)
-        elapsed = time.monotonic() - cancelled_at
+        code = runner.wait(timeout=HANG_GUARD_S)
+        waited = time.monotonic() - cancelled_at
         still_running = is_running(real_child)
     finally:
         if is_running(real_child):
             os.kill(real_child, 9)
     assert not still_running
-    assert 1.0 <= elapsed < 5.0  # it got the grace period, then the whole group was killed
-    assert runner.poll() is not None
+    assert code == -signal.SIGKILL  # the whole group was killed: the launcher too, which ignores SIGTERM as well
+    assert waited >= 1.0  # not before the grace period (a lower bound: load cannot make it fail)
 
 
 def test_non_ascii_output_arrives_intact_whatever_the_console_encoding(tmp_path):

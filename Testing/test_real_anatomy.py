@@ -25,15 +25,12 @@ from SpineMetSegLib.data.vb_import import find_sets, import_vb
 from SpineMetSegLib.errors import SpineMetSegError
 from SpineMetSegLib.training.losses import MarginalDiceCELoss
 
-SPINE_VB = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "spine-vb"
 LESION_REACH_MM = 7.0  # epidural lesions may grow up to 6 mm beyond the body mask; one voxel of rounding
 
 
 @pytest.fixture(scope="session")
-def spine_vb() -> Path:
-    if not SPINE_VB.is_dir():
-        pytest.skip(f"real lumbar MRI fixtures not found at {SPINE_VB}")
-    return SPINE_VB
+def spine_vb(spine_vb_dir) -> Path:
+    return spine_vb_dir
 
 
 def run_cli(*args: str) -> subprocess.CompletedProcess:
@@ -122,6 +119,7 @@ def test_importer_accepts_the_vbs_folder_and_says_when_nothing_is_there(tmp_path
         find_sets(tmp_path)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("case, image_name", [("vb2_05", "t2.nii.gz"), ("vb3_01", "dixon.nii.gz")])
 def test_importer_reproduces_the_real_copies_voxel_for_voxel(tmp_path, spine_vb, case, image_name):
     reference = sitk.ReadImage(str(spine_vb / case / "image.nii.gz"))
@@ -186,6 +184,7 @@ def _digest(folder: Path) -> dict:
     return {p.name: hashlib.sha256(p.read_bytes()).hexdigest() for p in sorted(folder.iterdir())}
 
 
+@pytest.mark.slow
 def test_anatomy_from_same_seed_gives_the_same_bytes(real_case, tmp_path):
     for name in ("a", "b"):
         result = run_cli("phantom", "--seed", "11", "--anatomy-from", str(real_case), "--generate", "t1", "stir",
@@ -199,6 +198,7 @@ def test_anatomy_from_same_seed_gives_the_same_bytes(real_case, tmp_path):
     assert _digest(tmp_path / "c")["lesions.nii.gz"] != _digest(tmp_path / "a")["lesions.nii.gz"]
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("seed", range(6))
 def test_every_lesion_voxel_lies_within_a_few_mm_of_a_body(real_case, seed):
     case = load_real_case(real_case)
@@ -213,6 +213,7 @@ def test_every_lesion_voxel_lies_within_a_few_mm_of_a_body(real_case, seed):
         assert described[number]["volume_ml"] == pytest.approx(voxels * np.prod(case.spacing) / 1000, abs=1e-3)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("seed", range(4))
 def test_voxels_far_from_lesions_and_look_alikes_are_unchanged(real_case, seed):
     case = load_real_case(real_case)
@@ -229,6 +230,7 @@ def _height(mask: np.ndarray, axis: int) -> int:
     return int(along.max() - along.min() + 1) if along.size else 0
 
 
+@pytest.mark.slow
 def test_a_pathological_fracture_costs_its_body_height_and_changes_only_that_body(real_case):
     from SpineMetSegLib.data.lesion_drawing import collapse_body
 
@@ -244,6 +246,7 @@ def test_a_pathological_fracture_costs_its_body_height_and_changes_only_that_bod
     assert not np.any(collapsed.bodies[changed])
 
 
+@pytest.mark.slow
 def test_fractures_are_drawn_only_when_asked_and_leave_other_seeds_unchanged(real_case):
     case = load_real_case(real_case)
     plain = generate_anatomy_case(case, 5, lesion_count=2)
@@ -267,6 +270,7 @@ def _lesion_and_marrow(drawn, case, sequence: str, lesion: dict):
     return float(image[core].mean()), float(np.median(image[marrow]))
 
 
+@pytest.mark.slow
 def test_lytic_lesions_are_darker_than_their_marrow_on_t1_and_brighter_on_stir(real_case):
     case = load_real_case(real_case)
     checked = 0
@@ -285,6 +289,7 @@ def test_lytic_lesions_are_darker_than_their_marrow_on_t1_and_brighter_on_stir(r
     assert checked >= 5
 
 
+@pytest.mark.slow
 def test_sclerotic_lesions_are_dark_in_every_sequence(real_case):
     case = load_real_case(real_case)
     checked = 0
@@ -299,6 +304,7 @@ def test_sclerotic_lesions_are_dark_in_every_sequence(real_case):
     assert checked >= 2
 
 
+@pytest.mark.slow
 def test_generated_t1_has_bright_marrow_and_generated_stir_dark_marrow(real_case):
     case = load_real_case(real_case)
     t2 = case.sequences["t2"]
@@ -318,6 +324,7 @@ def test_generated_t1_has_bright_marrow_and_generated_stir_dark_marrow(real_case
     ("empty mask", "empty"),
     ("no image", "no image"),
 ])
+@pytest.mark.slow
 def test_bad_case_folders_get_a_clear_error_and_nothing_is_written(tmp_path, problem, message):
     folder = tmp_path / "case"
     folder.mkdir()
@@ -397,6 +404,7 @@ def own_case_folder(tmp_path_factory):
     return root
 
 
+@pytest.mark.slow
 def test_anatomy_training_samples_label_lesions_and_bodies_but_leave_the_canal_unknown(own_case_folder):
     from SpineMetSegLib.catalog import load_catalog
     from SpineMetSegLib.training.data import AnatomySampler
@@ -411,6 +419,7 @@ def test_anatomy_training_samples_label_lesions_and_bodies_but_leave_the_canal_u
     assert np.array_equal(sample.images, again.images) and np.array_equal(sample.labels, again.labels)
 
 
+@pytest.mark.slow
 def test_train_reads_real_anatomy_case_folders_and_writes_a_model(own_case_folder, tmp_path):
     from SpineMetSegLib.training import TrainConfig, train
 
@@ -424,6 +433,7 @@ def test_train_reads_real_anatomy_case_folders_and_writes_a_model(own_case_folde
     assert "real healthy lumbar MRI" in card["training_data"] and "no real metastasis" in card["training_data"]
 
 
+@pytest.mark.slow
 def test_train_refuses_a_folder_of_only_validation_scans(tmp_path):
     from SpineMetSegLib.training import TrainConfig, train
 

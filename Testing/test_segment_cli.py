@@ -8,7 +8,6 @@ import os
 import signal
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import numpy as np
@@ -22,7 +21,7 @@ from SpineMetSegLib.cli import main
 from SpineMetSegLib.errors import EXIT_CANCELLED, EXIT_USER_ERROR
 from SpineMetSegLib.progress import parse_progress
 
-CANCEL_WITHIN_S = 5.0
+HANG_GUARD_S = 600  # a wait that only ends a hung run; no test asserts how long anything took
 
 
 def write_model(folder: Path, **card_options) -> list:
@@ -156,7 +155,9 @@ def test_weights_without_a_card_and_weights_of_another_network_are_clear_errors(
     assert not (tmp_path / "seg.nii.gz").exists()
 
 
-def test_sigterm_during_inference_exits_130_promptly_and_leaves_no_file(tmp_path):
+@pytest.mark.slow
+def test_sigterm_during_inference_exits_130_before_finishing_and_leaves_no_file(tmp_path):
+    # No clock: "promptly" is checked as "the run stopped inside inference", by the command's own progress lines.
     folder = tmp_path / "case"
     folder.mkdir()
     big = mri_like((64, 192, 192), spacing=(3.0, 1.0, 1.0))
@@ -174,17 +175,18 @@ def test_sigterm_during_inference_exits_130_promptly_and_leaves_no_file(tmp_path
                 break
         else:
             pytest.fail(f"no inference progress before the end: {process.stderr.read()}")
-        sent = time.monotonic()
         process.send_signal(signal.SIGTERM)
-        code = process.wait(timeout=30)
-        elapsed = time.monotonic() - sent
+        rest, error = process.communicate(timeout=HANG_GUARD_S)  # only against a hang; nothing is timed
     finally:
         if process.poll() is None:
             process.kill()
-    assert code == EXIT_CANCELLED
-    assert elapsed < CANCEL_WITHIN_S
-    assert "cancelled" in process.stderr.read()
-    assert sorted(p.name for p in folder.iterdir()) == before
+    reports = [report for report in map(parse_progress, [line, *rest.splitlines()]) if report is not None]
+    assert process.returncode == EXIT_CANCELLED
+    assert "cancelled" in error
+    assert sorted(p.name for p in folder.iterdir()) == before  # no output, no partial or temporary file
+    assert {r.stage for r in reports} <= {"inference"}, "the run went on past inference after SIGTERM"
+    done, total = map(int, reports[-1].message.split()[1].split("/"))
+    assert done < total, f"inference finished all {total} windows before stopping"
 
 
 def test_min_lesion_probability_keeps_exactly_the_lesions_whose_mean_probability_reaches_it(case, tmp_path, capsys):

@@ -93,6 +93,7 @@ def losses(output: Path):
         return [float(row["loss"]) for row in csv.DictReader(handle) if row["loss"]]
 
 
+@pytest.mark.slow
 def test_training_steps_reduce_the_loss(tmp_path):
     folder = write_folder(tmp_path / "data", cases=1)
     output = tmp_path / "run"
@@ -103,6 +104,7 @@ def test_training_steps_reduce_the_loss(tmp_path):
     assert result.model_file.is_file() and (output / "learning_curves.png").stat().st_size > 0
 
 
+@pytest.mark.slow
 def test_resume_after_cancel_continues_like_an_uninterrupted_run(tmp_path):
     folder = write_folder(tmp_path / "data")
     straight = train(tiny_config(tmp_path / "straight", folder))
@@ -132,6 +134,7 @@ def test_resume_without_checkpoint_is_a_clear_error(tmp_path):
         train(tiny_config(tmp_path / "run", folder), resume=True)
 
 
+@pytest.mark.slow
 def test_two_gloo_processes_train_a_model_that_imports(tmp_path, monkeypatch):
     folder = write_folder(tmp_path / "data")
     output = tmp_path / "ddp"
@@ -204,8 +207,9 @@ def _default_card():
 LESION_CASE_SEED = 9_000_004
 
 
+@pytest.mark.slow
 def test_shipped_model_segments_a_synthetic_case(tmp_path):
-    phantom = pytest.importorskip("SpineMetSegLib.phantom")
+    from SpineMetSegLib import phantom
     from SpineMetSegLib.catalog import load_catalog
     from SpineMetSegLib.inference import segment_images
     from SpineMetSegLib.metrics import compute_metrics
@@ -232,8 +236,8 @@ def test_channel_dropout_keeps_at_least_one_sequence_and_covers_every_subset():
     assert kept == {tuple(bool((s >> c) & 1) for c in range(3)) for s in range(1, 8)}
 
 
+@pytest.mark.slow
 def test_synthetic_stream_delivers_the_scheduled_training_cases():
-    pytest.importorskip("SpineMetSegLib.phantom")
     from SpineMetSegLib.training.data import TRAINING_SEED_LIMIT, SyntheticStream, synthetic_case, training_case_seed
 
     card = _default_card()
@@ -247,6 +251,7 @@ def test_synthetic_stream_delivers_the_scheduled_training_cases():
     assert streamed.images.shape[1] == len(card.inputs) and streamed.foreground_slices.size > 0
 
 
+@pytest.mark.slow
 def test_training_validation_scores_a_case_as_segment_does():
     """The checkpoint is chosen on segment's own numbers: same predictor, argmax and post-processing."""
     from SpineMetSegLib import loader, metrics, phantom
@@ -267,6 +272,7 @@ def test_training_validation_scores_a_case_as_segment_does():
     assert validation["metastasis_false_positive_per_case"] == scores["1"]["lesions"]["false_positive"]
 
 
+@pytest.mark.slow
 def test_train_command_reports_progress_lines_or_a_bar_from_the_same_events(tmp_path, capsys):
     from progress_checks import check_bar_shows_the_protocol, check_protocol
 
