@@ -65,7 +65,7 @@ class SpineMetSegWidget(ScriptedLoadableModuleWidget):
 
     def setup(self) -> None:
         ScriptedLoadableModuleWidget.setup(self)
-        from SpineMetSegLib.widget import SpineMetSegPanel
+        from SpineMetSegLib.panel.widget import SpineMetSegPanel
 
         self.logic = SpineMetSegLogic()
         self.panel = SpineMetSegPanel(self.resourcePath("UI/SpineMetSeg.ui"), self.logic)
@@ -88,7 +88,7 @@ class SpineMetSegLogic(ScriptedLoadableModuleLogic):
 
     def getParameterNode(self):
         from SpineMetSegLib.mrml.device_choice import needs_saved_device
-        from SpineMetSegLib.widget import SpineMetSegParameterNode, default_device
+        from SpineMetSegLib.panel.widget import SpineMetSegParameterNode, default_device
 
         node = super().getParameterNode()
         apply_saved_device = needs_saved_device(node)  # before the wrapper writes its defaults into the node

@@ -22,8 +22,8 @@ import numpy as np
 import SimpleITK as sitk
 from pydicom.uid import generate_uid
 
+from SpineMetSegLib.data.phantom import generate_case
 from SpineMetSegLib.dicom.series_io import StudyTags, write_series
-from SpineMetSegLib.phantom import generate_case
 
 SHRINK = (3, 3, 1)  # in-plane binning keeps the tests fast; the slices stay as acquired
 AXIAL_DIRECTION = (1.0, 0.0, 0.0, 0.0, 1.0, 0.0, 0.0, 0.0, 1.0)

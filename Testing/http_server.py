@@ -26,7 +26,7 @@ from dataclasses import dataclass
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any, Dict, List, Optional
 
-from SpineMetSegLib.catalog import EMBEDDED_CATALOG, load_catalog
+from SpineMetSegLib.models.catalog import EMBEDDED_CATALOG, load_catalog
 
 CHUNK_BYTES = 16 * 1024
 

@@ -20,9 +20,9 @@ import numpy as np
 import SimpleITK as sitk
 import torch
 
-from SpineMetSegLib.catalog import card_from_dict
-from SpineMetSegLib.modelcard import ModelCard
-from SpineMetSegLib.network import build_network
+from SpineMetSegLib.models.catalog import card_from_dict
+from SpineMetSegLib.models.modelcard import ModelCard
+from SpineMetSegLib.models.network import build_network
 
 IDENTITY = (1.0, 0.0, 0.0, 0.0, 1.0, 0.0, 0.0, 0.0, 1.0)
 # Sagittal acquisition stored as clinical scanners do: i runs posterior, j inferior, k (the 3 mm slices) left.

@@ -10,13 +10,13 @@ import numpy as np
 import pytest
 import SimpleITK as sitk
 
-from SpineMetSegLib import lesions
-from SpineMetSegLib.ablation import device_table
-from SpineMetSegLib.ablation.anatomy import PlanAnatomy
-from SpineMetSegLib.ablation.device_table import AblationDevice, DeviceTableError, find_device, load_devices
-from SpineMetSegLib.ablation.evaluation import evaluate_plan
-from SpineMetSegLib.ablation.proposal import propose
-from SpineMetSegLib.ablation.zone import Zone, ellipse_distance
+from SpineMetSegLib.analysis import lesions
+from SpineMetSegLib.analysis.ablation import device_table
+from SpineMetSegLib.analysis.ablation.anatomy import PlanAnatomy
+from SpineMetSegLib.analysis.ablation.device_table import AblationDevice, DeviceTableError, find_device, load_devices
+from SpineMetSegLib.analysis.ablation.evaluation import evaluate_plan
+from SpineMetSegLib.analysis.ablation.proposal import propose
+from SpineMetSegLib.analysis.ablation.zone import Zone, ellipse_distance
 from SpineMetSegLib.errors import SpineMetSegError
 
 SPACING = 0.5

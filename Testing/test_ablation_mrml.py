@@ -11,12 +11,12 @@ import SimpleITK as sitk
 
 slicer = pytest.importorskip("slicer")
 
-from SpineMetSegLib import catalog  # noqa: E402
-from SpineMetSegLib.ablation.anatomy import PlanAnatomy  # noqa: E402
-from SpineMetSegLib.ablation.device_table import AblationDevice, load_devices  # noqa: E402
-from SpineMetSegLib.ablation.evaluation import evaluate_plan  # noqa: E402
-from SpineMetSegLib.ablation.zone import Zone  # noqa: E402
+from SpineMetSegLib.analysis.ablation.anatomy import PlanAnatomy  # noqa: E402
+from SpineMetSegLib.analysis.ablation.device_table import AblationDevice, load_devices  # noqa: E402
+from SpineMetSegLib.analysis.ablation.evaluation import evaluate_plan  # noqa: E402
+from SpineMetSegLib.analysis.ablation.zone import Zone  # noqa: E402
 from SpineMetSegLib.errors import SpineMetSegError  # noqa: E402
+from SpineMetSegLib.models import catalog  # noqa: E402
 from SpineMetSegLib.mrml import scene as mrml_scene  # noqa: E402
 from SpineMetSegLib.mrml import segments, tables  # noqa: E402
 from SpineMetSegLib.mrml.ablation_logic import BROKEN, AblationPlanLogic, probe_of  # noqa: E402

@@ -16,8 +16,10 @@ import SimpleITK as sitk
 from dicom_fixtures import phantom_images, write_phantom_study
 from inference_fixtures import SAGITTAL, ThresholdNet, make_card, mri_like, seeded_network
 
-from SpineMetSegLib import batch, batch_cases, imageio, weights
 from SpineMetSegLib.cli import main
+from SpineMetSegLib.images import imageio
+from SpineMetSegLib.inference import batch, batch_cases
+from SpineMetSegLib.models import weights
 
 CARD_OPTIONS = {"patch_size": [32, 32], "spacing_mm": [None, 3.0, 3.0]}
 

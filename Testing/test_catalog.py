@@ -9,9 +9,9 @@ import json
 
 import pytest
 
-from SpineMetSegLib import catalog
 from SpineMetSegLib.errors import ModelError
 from SpineMetSegLib.labels import ModelLabel
+from SpineMetSegLib.models import catalog
 
 
 @pytest.fixture

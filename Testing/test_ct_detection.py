@@ -10,10 +10,12 @@ import pytest
 import SimpleITK as sitk
 from inference_fixtures import make_card, seeded_network
 
-from SpineMetSegLib import imageio, preprocessing, weights
 from SpineMetSegLib.cli import main
+from SpineMetSegLib.data.phantom import generate_case
 from SpineMetSegLib.errors import EXIT_USER_ERROR
-from SpineMetSegLib.phantom import generate_case
+from SpineMetSegLib.images import imageio
+from SpineMetSegLib.inference import preprocessing
+from SpineMetSegLib.models import weights
 
 REAL_MRI = ("sct_t2_cervical_ms.nii.gz", "sct_t2_lumbar.nii.gz", "totalseg_example_mr.nii.gz")
 

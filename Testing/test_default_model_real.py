@@ -11,15 +11,15 @@ import pytest
 import SimpleITK as sitk
 from scipy import ndimage
 
-from SpineMetSegLib import imageio
 from SpineMetSegLib.cli import main
 from SpineMetSegLib.data.anatomy_case import generate_anatomy_case
 from SpineMetSegLib.data.anatomy_case import model_target as anatomy_target
 from SpineMetSegLib.data.real_case import load_real_case
 from SpineMetSegLib.data.split import load_split
+from SpineMetSegLib.images import imageio
 from SpineMetSegLib.inference import segment_images
 from SpineMetSegLib.labels import ModelLabel
-from SpineMetSegLib.loader import load_model
+from SpineMetSegLib.models.loader import load_model
 
 pytestmark = pytest.mark.slow  # each test runs the shipped network on a real scan
 

@@ -9,8 +9,8 @@ import numpy as np
 import pytest
 import SimpleITK as sitk
 
-from SpineMetSegLib import imageio
 from SpineMetSegLib.cli import main
+from SpineMetSegLib.images import imageio
 
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 

@@ -9,9 +9,9 @@ import numpy as np
 import pytest
 import SimpleITK as sitk
 
-from SpineMetSegLib import imageio
 from SpineMetSegLib.cli import main
 from SpineMetSegLib.errors import EXIT_USER_ERROR, ImageError
+from SpineMetSegLib.images import imageio
 
 SLICES = 12
 THICKNESS = 3.0

@@ -18,9 +18,9 @@ from pathlib import Path
 import pytest
 from http_server import LocalServer, Route, card_for
 
-from SpineMetSegLib import cache, catalog, download
-from SpineMetSegLib.archive import extract_zip
 from SpineMetSegLib.errors import DownloadError, ModelError
+from SpineMetSegLib.models import cache, catalog, download
+from SpineMetSegLib.models.archive import extract_zip
 
 # Small files and short waits keep these tests fast; several chunks of download.CHUNK_BYTES each.
 DATA = bytes(range(256)) * 2400  # 614,400 bytes
@@ -191,7 +191,7 @@ def test_a_catalog_card_with_plain_http_elsewhere_is_invalid():
 
 CONCURRENT_DOWNLOAD = textwrap.dedent("""
     import json, sys
-    from SpineMetSegLib import catalog, download
+    from SpineMetSegLib.models import catalog, download
     card = catalog.card_from_dict(json.loads(sys.argv[1]))
     print(download.download_model(card, timeout_s=10, retries=0))
 """)

@@ -12,9 +12,10 @@ import pytest
 import SimpleITK as sitk
 from test_lesions import LESION_B, SPINE_SPACING_IJK, image_of, spine_anatomy_model
 
-from SpineMetSegLib import imageio, metrics
+from SpineMetSegLib.analysis import metrics
+from SpineMetSegLib.analysis.lesions import LESION_COLUMNS
 from SpineMetSegLib.cli import main
-from SpineMetSegLib.lesions import LESION_COLUMNS
+from SpineMetSegLib.images import imageio
 
 DESIGN_KEYS = ("dice", "iou", "sensitivity", "specificity", "precision", "hd95_mm", "assd_mm",
                "volume_reference_ml", "volume_prediction_ml")  # fmt: skip

@@ -16,8 +16,9 @@ import numpy as np
 import SimpleITK as sitk
 from inference_fixtures import SAGITTAL, make_card, mri_like, seeded_network
 
-from SpineMetSegLib import imageio, inference, regrid
-from SpineMetSegLib.imageio import Geometry
+from SpineMetSegLib import inference
+from SpineMetSegLib.images import imageio, regrid
+from SpineMetSegLib.images.imageio import Geometry
 
 
 def _grids():
@@ -137,7 +138,7 @@ def test_an_integer_input_on_the_model_grid_is_prepared_exactly_as_its_float_cop
     # whole volume); a float64 volume of the same values still takes the float32 copy, the path every input
     # took before. The network input, the crop and the grids must be the same, bit for bit; the volume has more
     # voxels than the statistics sample, so the sample is drawn from the view as it was from the copy.
-    from SpineMetSegLib import preprocessing
+    from SpineMetSegLib.inference import preprocessing
 
     card = make_card()
     rng = np.random.default_rng(0)

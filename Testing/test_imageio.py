@@ -9,8 +9,8 @@ import numpy as np
 import pytest
 import SimpleITK as sitk
 
-from SpineMetSegLib import imageio
 from SpineMetSegLib.errors import GeometryError, ImageError, SpineMetSegError
+from SpineMetSegLib.images import imageio
 
 
 def rotation(ax: float, ay: float, az: float) -> tuple:

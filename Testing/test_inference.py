@@ -21,10 +21,12 @@ from inference_fixtures import (
     seeded_network,
 )
 
-from SpineMetSegLib import devices, imageio, inference, preprocessing, regrid
+from SpineMetSegLib import inference
 from SpineMetSegLib.errors import GeometryError, ImageError, SpineMetSegError
+from SpineMetSegLib.images import imageio, regrid
+from SpineMetSegLib.inference import devices, preprocessing
+from SpineMetSegLib.inference.postprocessing import clean_lesions
 from SpineMetSegLib.labels import ModelLabel
-from SpineMetSegLib.postprocessing import clean_lesions
 from SpineMetSegLib.progress import format_progress, parse_progress
 
 LESION_BOX = (slice(16, 24), slice(18, 27), slice(3, 7))  # (i, j, k) in a 40 x 48 x 10 volume

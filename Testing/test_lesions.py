@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 import SimpleITK as sitk
 
-from SpineMetSegLib import lesions
+from SpineMetSegLib.analysis import lesions
 from SpineMetSegLib.errors import GeometryError, ImageError
 from SpineMetSegLib.labels import Anatomy, ModelLabel
 
@@ -265,7 +265,7 @@ def test_bad_inputs_raise_clear_errors():
 @pytest.mark.parametrize("seed", [3, 6])  # an isotropic 3D case with an epidural lesion; a thick-slice sagittal case
 def test_measures_agree_with_the_phantom_ground_truth(seed: int):
     """Host vertebra, posterior-wall and canal flags against the phantom's own per-lesion facts (case.json)."""
-    from SpineMetSegLib.phantom import generate_case
+    from SpineMetSegLib.data.phantom import generate_case
 
     case = generate_case(seed)
     names = [vertebra["name"] for vertebra in case.info["vertebrae"]]  # top-down, as our numbering

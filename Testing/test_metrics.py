@@ -11,7 +11,7 @@ import SimpleITK as sitk
 import torch
 from monai.metrics import HausdorffDistanceMetric, SurfaceDistanceMetric
 
-from SpineMetSegLib import metrics
+from SpineMetSegLib.analysis import metrics
 from SpineMetSegLib.errors import GeometryError, ImageError, SpineMetSegError
 
 SPACING = (0.7, 1.1, 2.5)  # (i, j, k) mm

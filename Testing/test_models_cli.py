@@ -15,12 +15,12 @@ import torch
 from http_server import LocalServer, Route, card_for
 from progress_checks import check_bar_shows_the_protocol, check_protocol, protocol_events
 
-from SpineMetSegLib import cache, catalog, loader
 from SpineMetSegLib.cli import main
 from SpineMetSegLib.errors import EXIT_USER_ERROR
-from SpineMetSegLib.modelcard import NetworkSpec
-from SpineMetSegLib.network import build_network
-from SpineMetSegLib.weights import save_state_dict
+from SpineMetSegLib.models import cache, catalog, loader
+from SpineMetSegLib.models.modelcard import NetworkSpec
+from SpineMetSegLib.models.network import build_network
+from SpineMetSegLib.models.weights import save_state_dict
 
 torch.set_num_threads(1)
 

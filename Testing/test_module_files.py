@@ -20,8 +20,8 @@ import pytest
 
 MODULE = Path(__file__).resolve().parents[1] / "SpineMetSeg"
 UI_FILE = MODULE / "Resources" / "UI" / "SpineMetSeg.ui"
-QT_FILES = (MODULE / "SpineMetSeg.py", MODULE / "SpineMetSegLib" / "widget.py",
-            MODULE / "SpineMetSegLib" / "plan_widget.py")
+QT_FILES = (MODULE / "SpineMetSeg.py", MODULE / "SpineMetSegLib" / "panel" / "widget.py",
+            MODULE / "SpineMetSegLib" / "panel" / "plan_widget.py")
 SLICER_PYTHON = (3, 9)
 
 # Widget classes a Slicer 5.x application can instantiate from a .ui file.
@@ -66,7 +66,7 @@ def used_ui_names(path: Path) -> set:
 
 def parameter_names() -> set:
     """The fields of the parameter node class in widget.py."""
-    tree = ast.parse((MODULE / "SpineMetSegLib" / "widget.py").read_text(encoding="utf-8"))
+    tree = ast.parse((MODULE / "SpineMetSegLib" / "panel" / "widget.py").read_text(encoding="utf-8"))
     for node in ast.walk(tree):
         if isinstance(node, ast.ClassDef) and node.name == "SpineMetSegParameterNode":
             return {item.target.id for item in node.body if isinstance(item, ast.AnnAssign)}
@@ -109,7 +109,7 @@ def test_every_widget_the_code_uses_exists_in_the_panel(ui_tree, path):
 
 
 def test_the_widget_code_reaches_the_main_controls(ui_tree):
-    used = used_ui_names(MODULE / "SpineMetSegLib" / "widget.py")
+    used = used_ui_names(MODULE / "SpineMetSegLib" / "panel" / "widget.py")
     for name in ("segmentButton", "segmentProgressBar", "logTextEdit", "lesionTableView", "removeLesionButton",
                  "segmentEditorWidget", "computeMetricsButton", "metricsTableView", "downloadButton",
                  "cancelDownloadButton", "importModelButton", "deviceComboBox", "modelComboBox"):
@@ -184,7 +184,7 @@ def test_the_panel_connects_the_parameter_node_with_a_call_that_returns_a_tag_on
     """``connectGui`` returns its disconnect tag only from Slicer 5.10 (parameterNodeWrapper/wrapper.py
     ``_connectGui``, v5.8.0 line 253 discards ``_connectParametersToGui``'s tag, v5.10.0 line 253 returns it):
     a 5.8 panel using it could never disconnect. ``connectParametersToGui`` returns the tag on both."""
-    source = (MODULE / "SpineMetSegLib" / "widget.py").read_text(encoding="utf-8")
+    source = (MODULE / "SpineMetSegLib" / "panel" / "widget.py").read_text(encoding="utf-8")
     calls = {node.func.attr for node in ast.walk(ast.parse(source))
              if isinstance(node, ast.Call) and isinstance(node.func, ast.Attribute)}
     assert "connectGui" not in calls
@@ -195,7 +195,7 @@ def test_a_cancelled_job_ends_quietly_in_the_panel():
     """Every panel method that collects a job's outcome (``.result()`` / ``.check()``) handles ``CancelledError``
     itself: inside ``slicer.util.tryWithErrorDisplay`` a cancel would otherwise show "... failed" with a traceback
     (util.py ``tryWithErrorDisplay``, v5.8.0 lines 3306-3320, v5.10.0 lines 3395-3409, shows every exception)."""
-    tree = ast.parse((MODULE / "SpineMetSegLib" / "widget.py").read_text(encoding="utf-8"))
+    tree = ast.parse((MODULE / "SpineMetSegLib" / "panel" / "widget.py").read_text(encoding="utf-8"))
     collecting = []
     for function in ast.walk(tree):
         if not isinstance(function, ast.FunctionDef):
@@ -213,7 +213,7 @@ def test_a_cancelled_job_ends_quietly_in_the_panel():
 def test_the_panel_never_imports_torch_itself():
     """``describe_hardware`` imports torch (seconds, and it locks the libraries a PyTorch upgrade replaces): the
     panel starts it in a child process (``start_hardware_probe``) instead of calling it."""
-    source = (MODULE / "SpineMetSegLib" / "widget.py").read_text(encoding="utf-8")
+    source = (MODULE / "SpineMetSegLib" / "panel" / "widget.py").read_text(encoding="utf-8")
     tree = ast.parse(source)
     called = {node.func.id for node in ast.walk(tree) if isinstance(node, ast.Call) and isinstance(node.func, ast.Name)}
     imported = {alias.name for node in ast.walk(tree) if isinstance(node, (ast.Import, ast.ImportFrom))

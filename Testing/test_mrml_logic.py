@@ -22,10 +22,12 @@ vtk = pytest.importorskip("vtk")
 from inference_fixtures import make_card_json, seeded_network  # noqa: E402
 from vtkmodules.util import numpy_support  # noqa: E402
 
-from SpineMetSegLib import catalog, imageio, lesions, metrics, weights  # noqa: E402
+from SpineMetSegLib.analysis import lesions, metrics  # noqa: E402
 from SpineMetSegLib.cli import main  # noqa: E402
 from SpineMetSegLib.errors import CancelledError, GeometryError, SpineMetSegError  # noqa: E402
-from SpineMetSegLib.modelcard import Label  # noqa: E402
+from SpineMetSegLib.images import imageio  # noqa: E402
+from SpineMetSegLib.models import catalog, weights  # noqa: E402
+from SpineMetSegLib.models.modelcard import Label  # noqa: E402
 from SpineMetSegLib.mrml import scene as mrml_scene  # noqa: E402
 from SpineMetSegLib.mrml import segments, tables  # noqa: E402
 from SpineMetSegLib.mrml.application import MRMLContext  # noqa: E402
@@ -526,9 +528,9 @@ def test_compare_with_original_needs_a_segmentation_made_by_the_module(context, 
 
 @pytest.mark.slow
 def test_sample_case_arrives_as_named_volumes_with_the_phantoms_truth(context):
+    from SpineMetSegLib.data.phantom import generate_case
     from SpineMetSegLib.mrml import sample_data
     from SpineMetSegLib.mrml.input_matching import match_volume_nodes
-    from SpineMetSegLib.phantom import generate_case
 
     case = sample_data.load_sample_case(context)
 
@@ -571,8 +573,8 @@ def test_sample_uris_load_the_phantom_through_urllib_as_slicers_sample_data_does
     into the cache, then loads each file with the named reader; the same steps here, with slicer-core's readers."""
     import urllib.request
 
+    from SpineMetSegLib.data.phantom import generate_case
     from SpineMetSegLib.mrml import sample_data
-    from SpineMetSegLib.phantom import generate_case
 
     arguments = sample_data.sample_source_arguments()
     sample_data.install_sample_url_handler()

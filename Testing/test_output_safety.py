@@ -21,9 +21,10 @@ import pytest
 import SimpleITK as sitk
 from inference_fixtures import SAGITTAL, make_card, mri_like, seeded_network
 
-from SpineMetSegLib import imageio, weights
 from SpineMetSegLib.cli import main
 from SpineMetSegLib.errors import EXIT_UNEXPECTED, EXIT_USER_ERROR
+from SpineMetSegLib.images import imageio
+from SpineMetSegLib.models import weights
 
 EARLIER = b"the user's earlier result"
 # Bigger than the lesion CSV and the probe files, smaller than any image the commands write here.

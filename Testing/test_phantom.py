@@ -17,13 +17,13 @@ import pytest
 import SimpleITK as sitk
 
 from SpineMetSegLib.cli import main
+from SpineMetSegLib.data.phantom import generate_case, model_target, write_case
+from SpineMetSegLib.data.phantom.anatomy import LEVELS
+from SpineMetSegLib.data.phantom.case import plan_case
+from SpineMetSegLib.data.phantom.rendering import voxelize
 from SpineMetSegLib.errors import SpineMetSegError
-from SpineMetSegLib.imageio import Geometry
+from SpineMetSegLib.images.imageio import Geometry
 from SpineMetSegLib.labels import LOOK_ALIKE_TISSUES, PHANTOM_TO_MODEL, Anatomy, ModelLabel
-from SpineMetSegLib.phantom import generate_case, model_target, write_case
-from SpineMetSegLib.phantom.anatomy import LEVELS
-from SpineMetSegLib.phantom.case import plan_case
-from SpineMetSegLib.phantom.rendering import voxelize
 
 SEARCH_SEEDS = 400
 SMALL_MATRIX = 288  # in-plane size of the "small" sagittal cases the tests render

@@ -11,9 +11,9 @@ import numpy as np
 import pytest
 from scipy import ndimage
 
-from SpineMetSegLib import catalog
+from SpineMetSegLib.inference.postprocessing import body_contact_fractions, clean_lesions
 from SpineMetSegLib.labels import ModelLabel
-from SpineMetSegLib.postprocessing import body_contact_fractions, clean_lesions
+from SpineMetSegLib.models import catalog
 
 VOXEL_ML = 0.001  # 1 mm voxels
 

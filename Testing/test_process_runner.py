@@ -21,8 +21,9 @@ from pathlib import Path
 import pytest
 from inference_fixtures import make_card, mri_like, seeded_network
 
-from SpineMetSegLib import imageio, weights
 from SpineMetSegLib.errors import EXIT_CANCELLED
+from SpineMetSegLib.images import imageio
+from SpineMetSegLib.models import weights
 from SpineMetSegLib.mrml import process_runner
 from SpineMetSegLib.mrml.process_runner import SubprocessRunner
 from SpineMetSegLib.progress import parse_progress

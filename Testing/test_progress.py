@@ -79,8 +79,8 @@ def test_progress_choices_pick_the_renderer():
 
 
 def test_a_library_warning_reaches_standard_error_as_a_warning_line(capsys):
-    from SpineMetSegLib import devices
     from SpineMetSegLib.cli import configure_logging
+    from SpineMetSegLib.inference import devices
 
     configure_logging()
     configure_logging()  # configured once: a second call adds no second handler
@@ -91,8 +91,8 @@ def test_a_library_warning_reaches_standard_error_as_a_warning_line(capsys):
 
 
 def test_a_warning_during_a_bar_on_a_terminal_starts_on_its_own_line(monkeypatch):
-    from SpineMetSegLib import devices
     from SpineMetSegLib.cli import configure_logging
+    from SpineMetSegLib.inference import devices
 
     terminal = Terminal()
     monkeypatch.setattr("sys.stderr", terminal)

@@ -389,8 +389,8 @@ def test_with_every_class_known_the_loss_equals_monai_dice_ce():
 @pytest.fixture(scope="module")
 def own_case_folder(tmp_path_factory):
     """A case folder that is no scan of the split (a small phantom T2 with its body mask), so training may read it."""
+    from SpineMetSegLib.data.phantom import generate_case
     from SpineMetSegLib.labels import Anatomy
-    from SpineMetSegLib.phantom import generate_case
 
     root = tmp_path_factory.mktemp("own")
     folder = root / "hospital_case_1"
@@ -406,7 +406,7 @@ def own_case_folder(tmp_path_factory):
 
 @pytest.mark.slow
 def test_anatomy_training_samples_label_lesions_and_bodies_but_leave_the_canal_unknown(own_case_folder):
-    from SpineMetSegLib.catalog import load_catalog
+    from SpineMetSegLib.models.catalog import load_catalog
     from SpineMetSegLib.training.data import AnatomySampler
 
     sampler = AnatomySampler([str(own_case_folder / "hospital_case_1")], load_catalog().get())

@@ -16,9 +16,10 @@ import SimpleITK as sitk
 from inference_fixtures import SAGITTAL, make_card, mri_like, seeded_network
 from scipy import ndimage
 
-from SpineMetSegLib import imageio, weights
 from SpineMetSegLib.cli import main
 from SpineMetSegLib.errors import EXIT_CANCELLED, EXIT_USER_ERROR
+from SpineMetSegLib.images import imageio
+from SpineMetSegLib.models import weights
 from SpineMetSegLib.progress import parse_progress
 
 HANG_GUARD_S = 600  # a wait that only ends a hung run; no test asserts how long anything took

@@ -120,7 +120,7 @@ def test_resume_after_cancel_continues_like_an_uninterrupted_run(tmp_path):
     resumed = train(tiny_config(interrupted, folder), resume=True)
     assert resumed.steps == 6
     assert losses(interrupted) == pytest.approx(losses(tmp_path / "straight"))
-    from SpineMetSegLib.weights import load_state_dict
+    from SpineMetSegLib.models.weights import load_state_dict
 
     a, b = load_state_dict(straight.model_file), load_state_dict(resumed.model_file)
     assert all(torch.allclose(a[key], b[key]) for key in a)
@@ -147,8 +147,8 @@ def test_two_gloo_processes_train_a_model_that_imports(tmp_path, monkeypatch):
     environment = dict(os.environ, OMP_NUM_THREADS="1")
     done = subprocess.run(command, capture_output=True, text=True, timeout=120, env=environment)
     assert done.returncode == 0, done.stderr[-3000:]
-    from SpineMetSegLib.catalog import card_from_file
-    from SpineMetSegLib.loader import load_model
+    from SpineMetSegLib.models.catalog import card_from_file
+    from SpineMetSegLib.models.loader import load_model
 
     card = card_from_file(output / "ddp-test-1.0.0.json")
     assert card.file.size == (output / "ddp-test-1.0.0.safetensors").stat().st_size
@@ -198,7 +198,7 @@ def test_folder_case_is_preprocessed_like_inference(tmp_path):
 
 
 def _default_card():
-    from SpineMetSegLib.catalog import load_catalog
+    from SpineMetSegLib.models.catalog import load_catalog
 
     return load_catalog().get()
 
@@ -209,10 +209,10 @@ LESION_CASE_SEED = 9_000_004
 
 @pytest.mark.slow
 def test_shipped_model_segments_a_synthetic_case(tmp_path):
-    from SpineMetSegLib import phantom
-    from SpineMetSegLib.catalog import load_catalog
+    from SpineMetSegLib.analysis.metrics import compute_metrics
+    from SpineMetSegLib.data import phantom
     from SpineMetSegLib.inference import segment_images
-    from SpineMetSegLib.metrics import compute_metrics
+    from SpineMetSegLib.models.catalog import load_catalog
 
     card = load_catalog().get()
     case = phantom.generate_case(LESION_CASE_SEED, acquisition="sagittal2d")
@@ -254,8 +254,10 @@ def test_synthetic_stream_delivers_the_scheduled_training_cases():
 @pytest.mark.slow
 def test_training_validation_scores_a_case_as_segment_does():
     """The checkpoint is chosen on segment's own numbers: same predictor, argmax and post-processing."""
-    from SpineMetSegLib import loader, metrics, phantom
+    from SpineMetSegLib.analysis import metrics
+    from SpineMetSegLib.data import phantom
     from SpineMetSegLib.inference import segment_images
+    from SpineMetSegLib.models import loader
     from SpineMetSegLib.training.data import synthetic_case
     from SpineMetSegLib.training.loop import evaluate
 

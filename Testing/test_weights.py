@@ -7,11 +7,11 @@ import pickle
 import pytest
 import torch
 
-from SpineMetSegLib import catalog, loader
 from SpineMetSegLib.errors import ModelError
-from SpineMetSegLib.modelcard import NetworkSpec
-from SpineMetSegLib.network import build_network
-from SpineMetSegLib.weights import apply_state_dict, load_state_dict, save_state_dict
+from SpineMetSegLib.models import catalog, loader
+from SpineMetSegLib.models.modelcard import NetworkSpec
+from SpineMetSegLib.models.network import build_network
+from SpineMetSegLib.models.weights import apply_state_dict, load_state_dict, save_state_dict
 
 torch.set_num_threads(1)
 

@@ -24,10 +24,10 @@ import numpy as np
 import SimpleITK as sitk
 import torch
 
-from SpineMetSegLib.catalog import load_catalog
 from SpineMetSegLib.data.anatomy_case import generate_anatomy_case
 from SpineMetSegLib.data.real_case import load_real_case
 from SpineMetSegLib.data.split import load_split, training_folders
+from SpineMetSegLib.models.catalog import load_catalog
 from SpineMetSegLib.training.data import AnatomySampler, synthetic_case
 
 SEQUENCES = ("t1", "t2", "stir")
@@ -35,7 +35,7 @@ SEQUENCES = ("t1", "t2", "stir")
 
 def _sagittal(image: sitk.Image, lesions: sitk.Image) -> np.ndarray:
     """The sagittal slice with most lesion voxels (the middle one without lesions), superior up."""
-    from SpineMetSegLib.imageio import reorient
+    from SpineMetSegLib.images.imageio import reorient
 
     array = sitk.GetArrayFromImage(reorient(image, "LPS"))  # (S, P, L) in numpy order
     mask = sitk.GetArrayFromImage(reorient(lesions, "LPS")) > 0

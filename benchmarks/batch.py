@@ -48,7 +48,7 @@ def write_cohort(count: int, export: Path) -> List[Any]:
     from dicom_fixtures import write_phantom_study
     from inference import SEQUENCES, clinical_grid
 
-    from SpineMetSegLib.phantom import generate_case
+    from SpineMetSegLib.data.phantom import generate_case
 
     studies = []
     for seed in range(count):

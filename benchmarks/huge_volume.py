@@ -146,7 +146,8 @@ def _one(source: str, case: str, output: str, threads: str) -> None:
 def _prepare_axial(case: str) -> None:
     import SimpleITK as sitk
 
-    from SpineMetSegLib import catalog, preprocessing
+    from SpineMetSegLib.inference import preprocessing
+    from SpineMetSegLib.models import catalog
 
     peak = [0.0]
     stop = threading.Event()

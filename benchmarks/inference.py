@@ -47,7 +47,7 @@ from typing import Any, Dict, List, Tuple
 import numpy as np
 import SimpleITK as sitk
 
-from SpineMetSegLib.modelcard import ModelCard
+from SpineMetSegLib.models.modelcard import ModelCard
 
 CLINICAL_SIZE = (512, 512, 18)  # in-plane, in-plane, slices
 CLINICAL_SPACING = (0.6, 0.6, 4.0)
@@ -82,7 +82,7 @@ def clinical_grid(image: sitk.Image) -> sitk.Image:
 
 def write_case(seed: int, folder: Path) -> Dict[str, Any]:
     """Generate the phantom case, bring it onto the clinical grid and write it (uncompressed NRRD)."""
-    from SpineMetSegLib.phantom import generate_case, model_target
+    from SpineMetSegLib.data.phantom import generate_case, model_target
 
     case = generate_case(seed, acquisition="sagittal2d")
     native = case.images["t1"]
@@ -97,7 +97,7 @@ def write_case(seed: int, folder: Path) -> Dict[str, Any]:
 
 
 def load_model(args: argparse.Namespace) -> Tuple[ModelCard, Any]:
-    from SpineMetSegLib import loader
+    from SpineMetSegLib.models import loader
 
     if args.weights:
         loaded = loader.load_model(weights=args.weights, card=args.card)
@@ -119,9 +119,10 @@ def baseline_segment(images: Dict[str, sitk.Image], card: ModelCard, model: Any,
     import torch
     from monai.inferers import sliding_window_inference
 
-    from SpineMetSegLib import imageio, preprocessing
+    from SpineMetSegLib.images import imageio
+    from SpineMetSegLib.inference import preprocessing
+    from SpineMetSegLib.inference.postprocessing import card_options, clean_lesions
     from SpineMetSegLib.labels import ModelLabel
-    from SpineMetSegLib.postprocessing import card_options, clean_lesions
 
     started = time.perf_counter()
     reference = next(iter(images.values()))

@@ -25,7 +25,7 @@ import numpy as np
 import SimpleITK as sitk
 import torch
 
-from SpineMetSegLib import metrics
+from SpineMetSegLib.analysis import metrics
 
 SPACING_IJK = (0.6, 0.6, 1.5)
 LABELS = (1, 2, 3)

@@ -31,8 +31,8 @@ import tempfile  # noqa: E402
 import time  # noqa: E402
 from typing import Callable, List, Tuple  # noqa: E402
 
-from SpineMetSegLib.phantom import write_case  # noqa: E402
-from SpineMetSegLib.phantom.case import CasePlan, plan_case, render_case  # noqa: E402
+from SpineMetSegLib.data.phantom import write_case  # noqa: E402
+from SpineMetSegLib.data.phantom.case import CasePlan, plan_case, render_case  # noqa: E402
 
 CLINICAL_SIZE = (512, 512, 18)
 

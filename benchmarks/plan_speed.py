@@ -16,10 +16,10 @@ import argparse
 import statistics
 import time
 
-from SpineMetSegLib.ablation.anatomy import PlanAnatomy
-from SpineMetSegLib.ablation.device_table import load_devices
-from SpineMetSegLib.ablation.proposal import CONE_RINGS, DIRECTIONS_PER_RING, REFINEMENT_EVALUATIONS, propose
-from SpineMetSegLib.phantom.case import generate_case, model_target
+from SpineMetSegLib.analysis.ablation.anatomy import PlanAnatomy
+from SpineMetSegLib.analysis.ablation.device_table import load_devices
+from SpineMetSegLib.analysis.ablation.proposal import CONE_RINGS, DIRECTIONS_PER_RING, REFINEMENT_EVALUATIONS, propose
+from SpineMetSegLib.data.phantom.case import generate_case, model_target
 
 ALL_DIRECTIONS = 1 + DIRECTIONS_PER_RING * CONE_RINGS * (CONE_RINGS + 1) // 2
 DENSE = {"refined_directions": ALL_DIRECTIONS, "refinement_evaluations": 4 * REFINEMENT_EVALUATIONS}

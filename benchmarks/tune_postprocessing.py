@@ -44,13 +44,13 @@ from validate_default import (  # noqa: E402
 )
 
 from SpineMetSegLib.cli.segment import with_min_lesion_probability  # noqa: E402
+from SpineMetSegLib.data.phantom import generate_case  # noqa: E402
 from SpineMetSegLib.errors import SpineMetSegError  # noqa: E402
-from SpineMetSegLib.imageio import read_image  # noqa: E402
+from SpineMetSegLib.images.imageio import read_image  # noqa: E402
 from SpineMetSegLib.inference import segment_images  # noqa: E402
-from SpineMetSegLib.loader import load_model  # noqa: E402
-from SpineMetSegLib.modelcard import ModelCard
-from SpineMetSegLib.phantom import generate_case  # noqa: E402
-from SpineMetSegLib.postprocessing import clean_lesions  # noqa: E402
+from SpineMetSegLib.inference.postprocessing import clean_lesions  # noqa: E402
+from SpineMetSegLib.models.loader import load_model  # noqa: E402
+from SpineMetSegLib.models.modelcard import ModelCard
 from SpineMetSegLib.training.data import TRAINING_SEED_LIMIT, VALIDATION_SEED_START  # noqa: E402
 
 TUNING_SEED_START = 5_100_000

@@ -31,13 +31,13 @@ import torch
 from scipy import ndimage
 
 from SpineMetSegLib.cli.segment import with_min_lesion_probability
+from SpineMetSegLib.data.phantom import generate_case, model_target
 from SpineMetSegLib.errors import SpineMetSegError
-from SpineMetSegLib.imageio import read_image, reorient
+from SpineMetSegLib.images.imageio import read_image, reorient
 from SpineMetSegLib.inference import segment_images
 from SpineMetSegLib.labels import Anatomy, ModelLabel
-from SpineMetSegLib.loader import load_model
-from SpineMetSegLib.modelcard import ModelCard
-from SpineMetSegLib.phantom import generate_case, model_target
+from SpineMetSegLib.models.loader import load_model
+from SpineMetSegLib.models.modelcard import ModelCard
 from SpineMetSegLib.training.data import TRAINING_SEED_LIMIT, VALIDATION_SEED_START
 
 ANATOMY_VALIDATION_SEED_START = 9_500_000  # lesions drawn into the validation scans (training seeds < 1,000,000)
@@ -447,7 +447,7 @@ def main(argv: Optional[List[str]] = None) -> int:
         synthetic["cases"] += anatomy["cases"]
         synthetic["seconds"] += anatomy["seconds"]
     summary["seconds"] = round(synthetic["seconds"], 1)
-    summary["note"] = "synthetic phantom data (SpineMetSegLib.phantom), not clinical MRI"
+    summary["note"] = "synthetic phantom data (SpineMetSegLib.data.phantom), not clinical MRI"
     (args.output / "validation.json").write_text(json.dumps({"summary": summary, "cases": synthetic["cases"]},
                                                             indent=1, default=str))
     write_table(summary, real, card, args.cases, args.output / "validation.md")

@@ -27,7 +27,7 @@ def log_traceback(command: Optional[str] = None) -> Optional[Path]:
 
     None when no folder could be written (the caller then says so instead of naming a file).
     """
-    from .cache import cache_dir
+    from .models.cache import cache_dir
 
     text = (
         f"spinemetseg error log {time.strftime('%Y-%m-%d %H:%M:%S')}\n"

@@ -49,7 +49,7 @@ def register(subcommands: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from .. import batch, batch_cases
+    from ..inference import batch, batch_cases
     from ..progress import progress_for
 
     source = Path(args.input)

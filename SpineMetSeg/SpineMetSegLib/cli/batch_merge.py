@@ -27,7 +27,7 @@ def register(subcommands: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from .. import batch
+    from ..inference import batch
 
     summary = batch.merge(args.folders, args.output)
     print(f"cases done: {summary['cases_done']}, failed: {summary['cases_failed']}, lesions: {summary['lesions']}")

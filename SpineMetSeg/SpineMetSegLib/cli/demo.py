@@ -40,11 +40,13 @@ def register(subcommands: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from .. import figures, inference, metrics, phantom
-    from ..atomicfile import write_text_atomic
+    from .. import inference
+    from ..analysis import figures, metrics
+    from ..data import phantom
+    from ..images.atomicfile import write_text_atomic
+    from ..images.outputpaths import check_output_folder
     from ..labels import ModelLabel
-    from ..loader import load_network, resolve_card
-    from ..outputpaths import check_output_folder
+    from ..models.loader import load_network, resolve_card
 
     started = time.perf_counter()
     output = Path(args.output)

@@ -100,7 +100,7 @@ def run(args: argparse.Namespace) -> int:
         raise SpineMetSegError("Give both --reference-dir and --prediction-dir.")
     if args.reference_instances and (not args.label or len(args.label) != 1):
         raise SpineMetSegError("--reference-instances needs exactly one --label (the value to compare).")
-    from ..outputpaths import check_paths
+    from ..images.outputpaths import check_paths
 
     check_paths(
         {"--json": args.json, "--csv": args.csv, "--png": args.png},
@@ -117,7 +117,7 @@ def _labels_of_pair(reference: Any, prediction: Any, labels: Optional[List[int]]
     A label absent from both maps scores as agreement (Dice 1, no lesions, no false positives) by the
     documented convention; the warning says so, since a mistyped label value looks the same.
     """
-    from ..labelmaps import describe_values, label_array, label_values
+    from ..images.labelmaps import describe_values, label_array, label_values
     from ..labels import ModelLabel
 
     held = label_values(label_array(reference, "reference")), label_values(label_array(prediction, "prediction"))
@@ -133,9 +133,10 @@ def _labels_of_pair(reference: Any, prediction: Any, labels: Optional[List[int]]
 
 
 def _run_pair(args: argparse.Namespace) -> int:
-    from .. import figures, imageio, metrics
-    from ..atomicfile import write_csv_atomic, write_text_atomic
-    from ..lesion_matching import MATCH_COLUMNS
+    from ..analysis import figures, metrics
+    from ..analysis.lesion_matching import MATCH_COLUMNS
+    from ..images import imageio
+    from ..images.atomicfile import write_csv_atomic, write_text_atomic
 
     reference = imageio.read_image(args.reference, name="reference")
     prediction = imageio.read_image(args.prediction, name="prediction")
@@ -180,8 +181,8 @@ def _run_pair(args: argparse.Namespace) -> int:
 
 
 def _run_cohort(args: argparse.Namespace) -> int:
-    from .. import cohort, figures
-    from ..atomicfile import write_csv_atomic, write_text_atomic
+    from ..analysis import cohort, figures
+    from ..images.atomicfile import write_csv_atomic, write_text_atomic
 
     pairs, only_reference, only_prediction = cohort.match_cases(args.reference_dir, args.prediction_dir)
     for names, where in ((only_reference, "no prediction"), (only_prediction, "no reference")):
@@ -217,7 +218,7 @@ def _format(value: Optional[float], unit: str = "", key: str = "") -> str:
 
 
 def _print_pair_table(result: Dict[str, Dict[str, Any]]) -> None:
-    from ..metric_table import display_rows
+    from ..analysis.metric_table import display_rows
 
     labels = list(result)
     table = {label: display_rows(result[label]) for label in labels}
@@ -243,7 +244,7 @@ def _print_pair_table(result: Dict[str, Dict[str, Any]]) -> None:
 
 
 def _print_cohort_table(result) -> None:
-    from ..metrics import metric_value
+    from ..analysis.metrics import metric_value
 
     width = max([len(name) for name in result.cases] + [len("median")]) + 2
     header = "case".ljust(width) + "label".rjust(6) + "".join(name.rjust(11) for _, name in COHORT_COLUMNS)

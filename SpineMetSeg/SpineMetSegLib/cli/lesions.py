@@ -46,9 +46,10 @@ def register(subcommands: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from .. import imageio, lesions
-    from ..labelmaps import describe_values, label_array, label_values
-    from ..outputpaths import check_paths
+    from ..analysis import lesions
+    from ..images import imageio
+    from ..images.labelmaps import describe_values, label_array, label_values
+    from ..images.outputpaths import check_paths
 
     check_paths({"--csv": args.csv}, {"SEG": args.segmentation, "--anatomy": args.anatomy})
     segmentation = imageio.read_image(args.segmentation, name="segmentation")
@@ -81,7 +82,7 @@ def _cell(value) -> str:
 
 
 def _print_table(rows) -> None:
-    from ..lesions import CANAL_PROXIMITY_MM, LARGE_LESION_DIAMETER_MM, LESION_COLUMNS
+    from ..analysis.lesions import CANAL_PROXIMITY_MM, LARGE_LESION_DIAMETER_MM, LESION_COLUMNS
 
     large_key, near_key = LESION_COLUMNS[-2], LESION_COLUMNS[-1]
     print("".join(title.rjust(width) if width else f"  {title}" for _, title, width in TABLE_COLUMNS))

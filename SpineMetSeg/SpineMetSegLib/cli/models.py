@@ -77,7 +77,7 @@ def _usage(parser: argparse.ArgumentParser):
 
 
 def _status(card) -> str:
-    from .. import cache
+    from ..models import cache
 
     if card.is_embedded:
         return "embedded"
@@ -91,8 +91,8 @@ def _size(card) -> str:
 
 
 def run_list(args: argparse.Namespace) -> int:
-    from .. import cache
-    from ..catalog import load_catalog
+    from ..models import cache
+    from ..models.catalog import load_catalog
 
     catalog = load_catalog()  # an imported model the catalog overrides is logged: "warning: ..." on stderr
     cards = [card for name in catalog.names() for card in catalog.versions(name)]
@@ -115,9 +115,9 @@ def run_list(args: argparse.Namespace) -> int:
 
 
 def run_download(args: argparse.Namespace) -> int:
-    from .. import cache
-    from ..catalog import load_catalog
-    from ..download import DEFAULT_RETRIES, DEFAULT_TIMEOUT_S, download_model
+    from ..models import cache
+    from ..models.catalog import load_catalog
+    from ..models.download import DEFAULT_RETRIES, DEFAULT_TIMEOUT_S, download_model
     from ..progress import progress_for
 
     progress = progress_for(args.progress)
@@ -137,9 +137,9 @@ def run_download(args: argparse.Namespace) -> int:
 
 
 def run_import(args: argparse.Namespace) -> int:
-    from .. import cache
-    from ..catalog import import_model
     from ..errors import SpineMetSegError
+    from ..models import cache
+    from ..models.catalog import import_model
 
     if args.card and args.name:
         raise SpineMetSegError("Give either --card (a model you trained) or --model (a catalog model), not both.")
@@ -154,14 +154,14 @@ def run_import(args: argparse.Namespace) -> int:
 
 
 def run_path(args: argparse.Namespace) -> int:
-    from ..catalog import load_catalog, model_file
+    from ..models.catalog import load_catalog, model_file
 
     print(model_file(load_catalog().get(args.name, args.version)))
     return 0
 
 
 def run_remove(args: argparse.Namespace) -> int:
-    from ..catalog import remove_model
+    from ..models.catalog import remove_model
 
     for card in remove_model(args.name, args.version):
         print(f"removed {card}")

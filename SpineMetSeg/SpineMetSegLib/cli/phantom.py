@@ -74,8 +74,8 @@ def run(args: argparse.Namespace) -> int:
         return run_anatomy(args)
     if args.generate:
         raise SpineMetSegError("--generate works with --anatomy-from; a phantom case always has T1, T2 and STIR.")
-    from ..outputpaths import check_output_folder
-    from ..phantom import generate_case, write_case
+    from ..data.phantom import generate_case, write_case
+    from ..images.outputpaths import check_output_folder
 
     output = Path(args.output)
     check_output_folder("--output", output)
@@ -108,7 +108,7 @@ def run(args: argparse.Namespace) -> int:
 def run_anatomy(args: argparse.Namespace) -> int:
     from ..data.anatomy_case import generate_anatomy_case, write_anatomy_case
     from ..data.real_case import load_real_case
-    from ..outputpaths import check_output_folder
+    from ..images.outputpaths import check_output_folder
 
     if args.acquisition is not None:
         raise SpineMetSegError("--acquisition is for the phantom; a real case keeps its own grid.")

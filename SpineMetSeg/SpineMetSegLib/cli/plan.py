@@ -37,7 +37,7 @@ def _triple(text: str) -> Tuple[float, float, float]:
 
 
 def register(subcommands: argparse._SubParsersAction) -> None:
-    from ..ablation.limits import (
+    from ..analysis.ablation.limits import (
         DEFAULT_CANAL_CLEARANCE_MM,
         DEFAULT_CONE_HALF_ANGLE_DEG,
         DEFAULT_MARGIN_MM,
@@ -85,19 +85,19 @@ def register(subcommands: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from ..ablation.device_table import find_device, load_devices
+    from ..analysis.ablation.device_table import find_device, load_devices
 
     devices = load_devices(args.devices)
     if args.list_devices:
         _print_devices(devices)
         return 0
     _check_arguments(args)
-    from .. import imageio
-    from ..ablation import report
-    from ..ablation.anatomy import PlanAnatomy
-    from ..ablation.evaluation import evaluate_plan
-    from ..ablation.proposal import propose
-    from ..ablation.zone import Zone, ZoneUnion
+    from ..analysis.ablation import report
+    from ..analysis.ablation.anatomy import PlanAnatomy
+    from ..analysis.ablation.evaluation import evaluate_plan
+    from ..analysis.ablation.proposal import propose
+    from ..analysis.ablation.zone import Zone, ZoneUnion
+    from ..images import imageio
     from ..progress import progress_for
 
     segmentation = imageio.read_image(args.segmentation, name="segmentation")

@@ -19,7 +19,7 @@ from typing import Any, Dict, Optional, Tuple
 
 from ..device_names import DEVICE_HELP
 from ..errors import SpineMetSegError
-from ..modelcard import ModelCard
+from ..models.modelcard import ModelCard
 from ..progress import add_progress_option
 
 SEQUENCE_OPTIONS = ("t1", "t2", "stir")
@@ -111,7 +111,7 @@ def with_min_lesion_probability(card: ModelCard, value: Optional[float]) -> Mode
 
 def model_from_args(args: argparse.Namespace) -> Tuple[ModelCard, Any]:
     """(card with the options' overrides, network in eval mode) for ``add_model_options``' options."""
-    from ..loader import load_model
+    from ..models.loader import load_model
 
     loaded = load_model(args.model, args.model_version, weights=args.weights, card=args.card)
     return with_min_lesion_probability(loaded.card, args.min_lesion_probability), loaded.network

@@ -133,7 +133,7 @@ def run(args: argparse.Namespace) -> int:
 
 def _check_before_training(args: argparse.Namespace, config) -> None:
     """Refuse a bad --output or --data in seconds, before a model is built or a case generated."""
-    from ..outputpaths import check_output_folder
+    from ..images.outputpaths import check_output_folder
     from ..training.checks import check_run_folder, check_training_folder
     from ..training.loop import base_card
 

@@ -181,7 +181,7 @@ def save_preview(case: AnatomyCase, path: Union[str, os.PathLike]) -> None:
 def write_anatomy_case(case: AnatomyCase, folder: Union[str, os.PathLike], png: bool = False) -> List[str]:
     """Write every image, lesions/anatomy/case.json (and preview.png) into ``folder``, all or nothing
     (``phantom.writing.write_image_set``: staged, verified, then moved)."""
-    from ..phantom.writing import write_image_set
+    from .phantom.writing import write_image_set
 
     folder = Path(folder)
     if folder.exists() and not folder.is_dir():

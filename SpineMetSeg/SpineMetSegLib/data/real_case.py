@@ -22,7 +22,7 @@ import numpy as np
 import SimpleITK as sitk
 
 from ..errors import SpineMetSegError
-from ..imageio import Geometry
+from ..images.imageio import Geometry
 
 BODY_FILE = "vertebral_bodies.nii.gz"
 NOT_IMAGES = {BODY_FILE, "lesions.nii.gz", "anatomy.nii.gz"}

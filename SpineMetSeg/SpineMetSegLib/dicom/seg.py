@@ -22,9 +22,9 @@ import numpy as np
 import SimpleITK as sitk
 
 from .. import __version__
-from ..atomicfile import atomic_path
 from ..errors import GeometryError, SpineMetSegError
-from ..modelcard import Code, Label, ModelCard
+from ..images.atomicfile import atomic_path
+from ..models.modelcard import Code, Label, ModelCard
 from .headers import Series
 
 SEG_SERIES_NUMBER = 9901

@@ -21,8 +21,8 @@ from typing import Any, List, Mapping, Optional
 import numpy as np
 import SimpleITK as sitk
 
-from .. import imageio
 from ..errors import ImageError
+from ..images import imageio
 from . import require_pydicom
 from .headers import Series
 

@@ -16,10 +16,10 @@ from typing import Callable, Mapping, Optional
 
 import SimpleITK as sitk
 
-from .. import imageio
-from ..atomicfile import FileJob, write_files
+from ..images import imageio
+from ..images.atomicfile import FileJob, write_files
+from ..images.outputpaths import check_paths
 from ..labels import ModelLabel
-from ..outputpaths import check_paths
 
 
 def check_output_paths(
@@ -61,7 +61,7 @@ def write_outputs(
 
 def _lesion_csv_writer(labels: sitk.Image) -> Callable[[Path], None]:
     def write(path: Path) -> None:
-        from .. import lesions  # the lesion analysis is only needed for the CSV
+        from ..analysis import lesions  # the lesion analysis is only needed for the CSV
 
         # A model output is its own anatomy map: the lesions' host vertebra and canal distance come from it.
         lesions.write_lesion_csv(lesions.measure_lesions(labels, label=int(ModelLabel.METASTASIS)), path)

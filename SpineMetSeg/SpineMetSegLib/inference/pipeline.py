@@ -25,10 +25,11 @@ from typing import Callable, Dict, Iterator, List, Mapping, Optional
 import SimpleITK as sitk
 import torch
 
-from .. import devices, imageio, preprocessing
-from ..loader import load_network
-from ..modelcard import ModelCard
+from ..images import imageio
+from ..models.loader import load_network
+from ..models.modelcard import ModelCard
 from ..progress import ProgressCallback, no_progress
+from . import devices, preprocessing
 from .export import check_output_paths, write_outputs
 from .predictor import Predictor
 from .restore import geometry_only, to_input_grid

@@ -26,9 +26,9 @@ import numpy as np
 import torch
 from monai.inferers import sliding_window_inference
 
-from .. import devices
 from ..errors import ModelError
-from ..modelcard import ModelCard
+from ..models.modelcard import ModelCard
+from . import devices
 
 # Window overlap: 0.25 with Gaussian blending gives the same segmentation as 0.5 at about half the windows.
 OVERLAP = 0.25

@@ -19,11 +19,11 @@ from typing import List, Optional, Sequence, Tuple
 import numpy as np
 import SimpleITK as sitk
 
-from .. import imageio, regrid
+from ..images import imageio, regrid
 from ..labels import ModelLabel
-from ..modelcard import ModelCard
-from ..postprocessing import card_options, clean_lesions
-from ..preprocessing import PreparedInput
+from ..models.modelcard import ModelCard
+from .postprocessing import card_options, clean_lesions
+from .preprocessing import PreparedInput
 
 # Metadata key on a voxel-free stand-in for the first input (``geometry_only``): the input's size.
 REFERENCE_SIZE_KEY = "spinemetseg_reference_size"

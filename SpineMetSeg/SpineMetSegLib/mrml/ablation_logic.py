@@ -17,7 +17,7 @@ Usage::
     plan.result.coverage; tables.rows_of(plan.table_node)
     logic.export_json(plan, "plan.json"); tables.write_csv(plan.table_node, "plan.csv")
 
-The numbers come from ``SpineMetSegLib.ablation`` on the label map the lesion table measures (``lesion_table.
+The numbers come from ``SpineMetSegLib.analysis.ablation`` on the label map the lesion table measures (``lesion_table.
 model_label_map``), so they agree with ``spinemetseg plan`` on the exported segmentation.
 """
 
@@ -29,13 +29,13 @@ from typing import Any, Callable, Dict, List, Optional, Sequence
 import numpy as np
 import vtk
 
-from ..ablation import report
-from ..ablation.anatomy import PlanAnatomy
-from ..ablation.device_table import AblationDevice, find_device, load_devices
-from ..ablation.evaluation import PlanResult, evaluate_plan
-from ..ablation.limits import DEFAULT_CANAL_CLEARANCE_MM, DEFAULT_MARGIN_MM, DEFAULT_SHAFT_CLEARANCE_MM
-from ..ablation.proposal import Proposal, propose
-from ..ablation.zone import Zone, perpendicular_axes
+from ..analysis.ablation import report
+from ..analysis.ablation.anatomy import PlanAnatomy
+from ..analysis.ablation.device_table import AblationDevice, find_device, load_devices
+from ..analysis.ablation.evaluation import PlanResult, evaluate_plan
+from ..analysis.ablation.limits import DEFAULT_CANAL_CLEARANCE_MM, DEFAULT_MARGIN_MM, DEFAULT_SHAFT_CLEARANCE_MM
+from ..analysis.ablation.proposal import Proposal, propose
+from ..analysis.ablation.zone import Zone, perpendicular_axes
 from ..errors import SpineMetSegError
 from ..labels import ModelLabel
 from . import tables

@@ -12,7 +12,7 @@ Usage::
 Importing torch takes seconds (and locks its libraries, which a later PyTorch upgrade must replace), so the
 panel never imports it: ``start_hardware_probe`` runs ``describe_hardware`` in a child process, which prints it.
 
-The child process resolves the choice (``SpineMetSegLib.devices.resolve_device``): a GPU that was chosen but is
+The child process resolves the choice (``inference.devices.resolve_device``): a GPU that was chosen but is
 missing gives a warning and the CPU, never a failed run.
 """
 

@@ -20,9 +20,9 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any, Dict, List, Optional, Tuple
 
-from .. import metrics as core_metrics
+from ..analysis import metrics as core_metrics
+from ..analysis.metric_table import display_rows
 from ..errors import SpineMetSegError
-from ..metric_table import display_rows
 from . import scene as mrml_scene
 from . import segments, tables
 from .segmentation_logic import original_prediction

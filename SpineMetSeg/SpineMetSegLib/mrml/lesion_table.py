@@ -13,7 +13,7 @@ Usage::
 
 ``lesion_watch.LesionTableWatcher`` keeps the table in step with edits.
 
-The numbers come from ``SpineMetSegLib.lesions.measure_lesions`` on a label map rebuilt from the segments in the
+The numbers come from ``analysis.lesions.measure_lesions`` on a label map rebuilt from the segments in the
 model's convention (vertebral body 2 and spinal canal 3 underneath, metastasis 1 on top), on the
 segmentation's reference grid, so the table agrees with ``spinemetseg lesions`` on the exported label map.
 Host vertebrae are numbered 1, 2, ... from the most superior vertebral body in the image (not L1, T12, ...).
@@ -28,10 +28,10 @@ import numpy as np
 import SimpleITK as sitk
 from scipy import ndimage
 
-from .. import lesions as core_lesions
+from ..analysis import lesions as core_lesions
+from ..analysis.lesion_matching import connected_lesions
 from ..errors import SpineMetSegError
 from ..labels import ModelLabel
-from ..lesion_matching import connected_lesions
 from . import scene as mrml_scene
 from . import segments, tables
 from .transaction import SceneTransaction

@@ -23,7 +23,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable, List, Optional
 
-from ..modelcard import ModelCard
+from ..models.modelcard import ModelCard
 from .child_job import ChildJob, LogHandler, ProgressHandler
 from .process_runner import ProcessRunner, SubprocessRunner
 
@@ -62,7 +62,7 @@ class ModelLogic:
 
     def entries(self) -> List[ModelEntry]:
         """Every version of every model in the catalog (and imported ones), the default model first."""
-        from .. import cache, catalog
+        from ..models import cache, catalog
 
         loaded = catalog.load_catalog(self.catalog_path)
         names = sorted(loaded.names(), key=lambda name: (name != loaded.default_name, name))
@@ -85,7 +85,7 @@ class ModelLogic:
 
     def import_file(self, path, card_file=None):
         """Check a model file brought by hand and put it into the cache; return its card."""
-        from .. import catalog
+        from ..models import catalog
 
         return catalog.import_model(Path(path), Path(card_file) if card_file else None,
                                     catalog=catalog.load_catalog(self.catalog_path))

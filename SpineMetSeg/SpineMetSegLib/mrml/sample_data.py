@@ -39,8 +39,9 @@ import numpy as np
 import SimpleITK as sitk
 import slicer
 
-from .. import __version__, catalog
+from .. import __version__
 from ..errors import SpineMetSegError
+from ..models import catalog
 from . import scene as mrml_scene
 from . import segments
 from .process_runner import ProcessRunner, SubprocessRunner
@@ -71,7 +72,7 @@ class SampleCase:
 
 def load_sample_case(context, seed: int = SAMPLE_SEED) -> SampleCase:
     """Render the sample case and add its volumes and its truth segmentation to the scene."""
-    from ..phantom import generate_case, model_target
+    from ..data.phantom import generate_case, model_target
 
     case = generate_case(seed, acquisition=SAMPLE_ACQUISITION)
     card = catalog.load_catalog().get()
@@ -233,7 +234,7 @@ def run_workflow(context, runner_factory: Callable[[], ProcessRunner] = Subproce
 def _correct(tables_logic, node, metastasis_id: str, found, truth_node, truth_id: str):
     """The reader's correction, as (what was done, volume in ml): remove the predicted lesion lying farthest
     outside the truth when one lies outside it, else add the largest truth lesion that no prediction touches."""
-    from ..lesion_matching import connected_lesions
+    from ..analysis.lesion_matching import connected_lesions
 
     truth = mrml_scene.segment_mask(truth_node, truth_id, mrml_scene.segmentation_geometry(node))
     distance = sitk.SignedMaurerDistanceMap(truth, insideIsPositive=False, squaredDistance=False,

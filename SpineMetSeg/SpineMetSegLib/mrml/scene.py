@@ -29,7 +29,7 @@ import vtk
 from vtkmodules.util import numpy_support
 
 from ..errors import GeometryError, ImageError
-from ..imageio import Geometry
+from ..images.imageio import Geometry
 
 # RAS <-> LPS: negate x and y.
 RAS_TO_LPS = np.diag([-1.0, -1.0, 1.0])

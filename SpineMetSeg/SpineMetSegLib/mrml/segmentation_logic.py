@@ -33,9 +33,9 @@ from typing import Any, Callable, Dict, List, Optional
 import numpy as np
 import SimpleITK as sitk
 
-from .. import imageio
 from ..errors import GeometryError, ModelError, SpineMetSegError
-from ..modelcard import ModelCard
+from ..images import imageio
+from ..models.modelcard import ModelCard
 from . import scene as mrml_scene
 from . import segments
 from .child_job import ChildJob, LogHandler, ProgressHandler
@@ -81,7 +81,7 @@ class SegmentationResult:
 
 def load_card(request: SegmentationRequest, catalog_path: Optional[Path] = None) -> ModelCard:
     """The model card the request names (a card file, or a catalog entry)."""
-    from ..loader import resolve_card
+    from ..models.loader import resolve_card
 
     return resolve_card(request.model, request.version, card=request.card_file, catalog_path=catalog_path)
 

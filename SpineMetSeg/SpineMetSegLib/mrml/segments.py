@@ -20,7 +20,7 @@ import SimpleITK as sitk
 import slicer
 import vtk
 
-from ..modelcard import Label, Terminology
+from ..models.modelcard import Label, Terminology
 from . import scene as mrml_scene
 
 LABEL_TAG = "SpineMetSeg.Label"

@@ -23,7 +23,7 @@ from typing import Any, Dict, List, Sequence, Union
 
 import vtk
 
-from ..atomicfile import atomic_path
+from ..images.atomicfile import atomic_path
 
 # Digits a CSV keeps: enough for millimetres and millilitres, no float noise.
 CSV_SIGNIFICANT_DIGITS = 6

@@ -24,7 +24,7 @@ import numpy as np
 import SimpleITK as sitk
 
 from ..errors import ImageError, SpineMetSegError
-from ..modelcard import ModelCard
+from ..models.modelcard import ModelCard
 
 PathLike = Union[str, os.PathLike]
 # Label and image grids agree to this (mm for origin and spacing; unit vectors for direction). NIfTI keeps its
@@ -129,7 +129,7 @@ def check_training_folder(folder: PathLike, card: ModelCard) -> None:
 
 def _check_case(name: str, image_file: Path, label_file: Path, declared: Mapping[int, str]) -> Set[int]:
     """The label values case ``name`` holds, after checking its grid and values; ``ImageError`` otherwise."""
-    from ..imageio import Geometry, read_image
+    from ..images.imageio import Geometry, read_image
 
     image_grid = _geometry(image_file)
     label = read_image(label_file, name=f"label map of case {name}")
@@ -162,7 +162,7 @@ def _check_case(name: str, image_file: Path, label_file: Path, declared: Mapping
 
 
 def _geometry(path: Path) -> Any:
-    from ..imageio import Geometry
+    from ..images.imageio import Geometry
 
     reader = sitk.ImageFileReader()
     reader.SetFileName(str(path))

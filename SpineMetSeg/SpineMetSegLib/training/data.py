@@ -31,7 +31,7 @@ from typing import Any, Dict, List, Optional, Sequence, Tuple
 import numpy as np
 
 from ..errors import ImageError
-from ..modelcard import ModelCard
+from ..models.modelcard import ModelCard
 from .preprocess import prepare_case, slice_views
 
 TRAINING_SEED_LIMIT = 1_000_000
@@ -102,7 +102,7 @@ def training_case_seed(run_seed: int, global_index: int) -> Tuple[int, str]:
 
 def synthetic_case(phantom_seed: int, contrast: str, card: ModelCard, keep_all: bool = False) -> CaseSlices:
     """Generate, preprocess and slice one phantom case (all slices when ``keep_all``)."""
-    from ..phantom import generate_case, model_target
+    from ..data.phantom import generate_case, model_target
 
     case = generate_case(phantom_seed, contrast=contrast)
     image, label, spacing = prepare_case(case.images, card, model_target(case))
@@ -120,7 +120,7 @@ def _synthetic_worker(card_json: dict, run_seed: int, indices: Sequence[int], wo
     With ``anatomy_folders`` the cases are real anatomy with lesions drawn from new seeds, else phantom cases.
     """
     os.environ.setdefault("OMP_NUM_THREADS", "1")
-    from ..catalog import card_from_dict
+    from ..models.catalog import card_from_dict
 
     card = card_from_dict(card_json)  # the JSON: a card crosses the process boundary as text
     maker = AnatomySampler(anatomy_folders, card) if anatomy_folders else None
@@ -361,7 +361,7 @@ class FolderDataset:
 
     def load(self, index: int) -> Tuple[str, np.ndarray, np.ndarray, Tuple[float, ...]]:
         """Case ``index`` preprocessed: (name, image (C, i, j, k), label (i, j, k) in card values, spacing)."""
-        from ..imageio import read_image
+        from ..images.imageio import read_image
 
         name, image_files, label_file = self.cases[index]
         images = {self.channels[int(p.name[len(name) + 1: len(name) + 5])]: read_image(p, name=p.name)

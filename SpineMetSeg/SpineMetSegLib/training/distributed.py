@@ -21,7 +21,7 @@ from dataclasses import dataclass
 import torch
 import torch.distributed as dist
 
-from ..devices import resolve_device
+from ..inference.devices import resolve_device
 
 
 @dataclass(frozen=True)

@@ -33,9 +33,9 @@ from typing import Any, Dict, List, Optional, Sequence
 import numpy as np
 import torch
 
-from ..atomicfile import atomic_path, write_text_atomic
 from ..errors import CancelledError, ModelError
-from ..modelcard import ModelCard
+from ..images.atomicfile import atomic_path, write_text_atomic
+from ..models.modelcard import ModelCard
 from ..progress import ProgressCallback, no_progress
 from . import distributed
 from .data import (
@@ -124,8 +124,8 @@ class TrainResult:
 
 def base_card(config: TrainConfig) -> ModelCard:
     """The card the run starts from: the fine-tuned model's, else the catalog's default, with overrides."""
-    from ..catalog import card_from_dict
-    from ..loader import resolve_card
+    from ..models.catalog import card_from_dict
+    from ..models.loader import resolve_card
 
     if config.fine_tune:
         name, _, version = config.fine_tune.partition(":")
@@ -147,8 +147,8 @@ def base_card(config: TrainConfig) -> ModelCard:
 
 def build_model(card: ModelCard, config: TrainConfig) -> torch.nn.Module:
     """The card's network: with the fine-tuned model's weights (``--fine-tune``), else freshly initialised."""
-    from ..loader import load_network
-    from ..network import build_network
+    from ..models.loader import load_network
+    from ..models.network import build_network
 
     if config.fine_tune:
         return load_network(card).train()
@@ -275,10 +275,10 @@ def evaluate(model: torch.nn.Module, cases: List[CaseSlices], card: ModelCard, d
     ``inference.restore``), on the model grid the case is prepared on, so the numbers that choose a checkpoint are
     the numbers ``segment`` would give on that grid.
     """
-    from ..imageio import Geometry
+    from ..analysis.metrics import compute_metrics
+    from ..images.imageio import Geometry
     from ..inference.predictor import Predictor
     from ..inference.restore import model_grid_input, to_input_grid
-    from ..metrics import compute_metrics
     from .preprocess import image_from_slices
 
     slice_axis = card.network.slice_axis
@@ -331,7 +331,7 @@ def _atomic_torch_save(obj: Any, path: Path) -> None:
 
 
 def _save_weights(model: torch.nn.Module, path: Path) -> None:
-    from ..weights import save_state_dict
+    from ..models.weights import save_state_dict
 
     save_state_dict({k: v.detach().cpu().contiguous() for k, v in model.state_dict().items()}, path)
 
@@ -407,7 +407,7 @@ def write_card(card: ModelCard, config: TrainConfig, model_path: Path, card_path
                    "format": "safetensors"}
     sources = []
     if config.synthetic:
-        sources.append("synthetic phantom cases generated on the fly (SpineMetSegLib.phantom, training seeds < "
+        sources.append("synthetic phantom cases generated on the fly (SpineMetSegLib.data.phantom, training seeds < "
                        "1,000,000, every third case with domain-randomised contrast)")
     if config.folder:
         sources.append(f"annotated cases from {Path(config.folder).name} (MSD/nnU-Net folder)")
@@ -450,7 +450,7 @@ def write_card(card: ModelCard, config: TrainConfig, model_path: Path, card_path
         "heldout_validation_during_training": validation,
     }
     raw.update(config.extra_card)
-    from ..catalog import card_from_dict
+    from ..models.catalog import card_from_dict
 
     card_from_dict(raw)  # refuse to write a card the catalog would not accept
     write_text_atomic(card_path, json.dumps(raw, indent=2) + "\n")
@@ -620,7 +620,7 @@ def train(config: TrainConfig, *, resume: bool = False, progress: ProgressCallba
         stem = f"{config.name}-{config.version}"
         model_path, card_path = output / f"{stem}.safetensors", output / f"{stem}.json"
         if best_step is not None and (output / BEST).is_file():
-            from ..weights import load_state_dict
+            from ..models.weights import load_state_dict
 
             model.load_state_dict(load_state_dict(output / BEST))
         _save_weights(model, model_path)

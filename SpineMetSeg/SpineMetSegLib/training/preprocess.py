@@ -19,8 +19,9 @@ from typing import Mapping, Optional, Tuple
 import numpy as np
 import SimpleITK as sitk
 
-from .. import imageio, preprocessing
-from ..modelcard import ModelCard
+from ..images import imageio
+from ..inference import preprocessing
+from ..models.modelcard import ModelCard
 
 
 def label_on_grid(label: sitk.Image, prepared: preprocessing.PreparedInput, orientation: str) -> np.ndarray:
