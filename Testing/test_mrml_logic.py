@@ -224,10 +224,10 @@ def test_the_panels_lesion_confidence_reaches_the_child_process(context, t1_node
 
 def _core_segmentation(path, small_model) -> np.ndarray:
     from SpineMetSegLib import inference
+    from SpineMetSegLib.models.loader import load_network
 
     card, _card_file, weights_file = small_model
-    network = seeded_network(card, seed=3)
-    network.load_state_dict(weights.load_state_dict(weights_file))
+    network = load_network(card, weights_file)  # what the child process loads from --weights and --card
     result = inference.segment_images({"t1": imageio.read_image(path)}, card, network, device="cpu")
     return sitk.GetArrayFromImage(result.labels)
 
