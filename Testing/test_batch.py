@@ -83,7 +83,7 @@ def test_a_broken_study_is_recorded_and_the_others_finish(cohort):
     failures = read_csv(cohort["out"] / "failures.csv")
     assert len(failures) == 1
     assert failures[0]["case"].startswith("P003_")
-    assert "missing after slice" in failures[0]["error"]
+    assert "is missing 1 slice(s)" in failures[0]["error"]
     summary = json.loads((cohort["out"] / "summary.json").read_text())
     assert (summary["cases_done"], summary["cases_failed"]) == (2, 1)
     assert (cohort["out"] / "summary.png").stat().st_size > 1000

@@ -21,13 +21,10 @@ from typing import Any, List, Mapping, Optional
 import numpy as np
 import SimpleITK as sitk
 
-from ..errors import ImageError
 from ..images import imageio
 from . import require_pydicom
 from .headers import Series
 
-# Slices further apart than this share of the usual spacing mean a slice is missing.
-SLICE_GAP_TOLERANCE = 0.2
 MR_IMAGE_STORAGE = "1.2.840.10008.5.1.4.1.1.4"
 EXPLICIT_VR_LITTLE_ENDIAN = "1.2.840.10008.1.2.1"
 STORED_MAX = 65535
@@ -36,39 +33,11 @@ STORED_MAX = 65535
 def read_series(series: Series, *, name: str = "") -> sitk.Image:
     """The volume of ``series`` (its files stacked along the slice normal).
 
-    Raises ``ImageError`` for a series with missing or duplicate slices (uneven spacing along the normal) and
-    for one that cannot be read.
+    Raises ``ImageError`` for a series with missing or duplicate slices, mixed orientations or uneven spacing
+    (``imageio.read_dicom_files``, the reader ``segment`` uses too) and for one that cannot be read.
     """
-    label = f"{name} series {series.label}" if name else f"series {series.label}"
-    check_slice_spacing(series, label)
-    reader = sitk.ImageSeriesReader()
-    reader.SetFileNames([str(path) for path in series.sorted_files()])
-    try:
-        image = reader.Execute()
-    except RuntimeError as error:
-        raise ImageError(f"Cannot read the DICOM {label}: {str(error).strip().splitlines()[-1]}") from None
-    imageio.check_3d(image, f"DICOM {label}")
-    return image
-
-
-def check_slice_spacing(series: Series, label: str) -> None:
-    """Raise ``ImageError`` when the slice positions along the normal are not evenly spaced."""
-    offsets = np.array(series.slice_offsets())
-    if offsets.size < 3:
-        return
-    steps = np.diff(offsets)
-    usual = float(np.median(steps))
-    if usual <= 0 or np.any(steps <= usual * SLICE_GAP_TOLERANCE):
-        raise ImageError(
-            f"The DICOM {label} has two slices at the same position: a duplicate or a second series mixed in."
-        )
-    gaps = np.flatnonzero(np.abs(steps - usual) > usual * SLICE_GAP_TOLERANCE)
-    if gaps.size:
-        missing = int(round(float(np.sum(steps[gaps] / usual - 1))))
-        raise ImageError(
-            f"The DICOM {label} has uneven slice spacing: about {max(missing, 1)} slice(s) missing after slice "
-            f"{int(gaps[0]) + 1} of {offsets.size}. Export the series again."
-        )
+    what = f"DICOM {name} series {series.label}" if name else f"DICOM series {series.label}"
+    return imageio.read_dicom_files(series.sorted_files(), what)
 
 
 @dataclass(frozen=True)

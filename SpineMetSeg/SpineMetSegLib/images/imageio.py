@@ -22,7 +22,7 @@ import time
 import zlib
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable, Optional, Tuple, Union
+from typing import Callable, Optional, Sequence, Tuple, Union
 
 import numpy as np
 import SimpleITK as sitk
@@ -281,17 +281,29 @@ def _read_dicom_series(folder: Path, label: str) -> sitk.Image:
             "own (or export it as NIfTI/NRRD) and give that."
         )
     files = sitk.ImageSeriesReader.GetGDCMSeriesFileNames(str(folder), series_ids[0])
-    check_slice_positions(files, label)
+    return read_dicom_files(files, f"DICOM series in the {label}")
+
+
+def read_dicom_files(files: Sequence[str], what: str) -> sitk.Image:
+    """The volume of one DICOM series given its files: the one series reader of ``segment``, ``batch`` and the rest.
+
+    The slices must form one regular grid (``check_slice_positions``; ITK would only warn); the DICOM modality
+    travels with the volume as metadata, so the CT check can trust it (``preprocessing.looks_like_ct``). ``what``
+    names the series in messages ("DICOM series in the T1 image dicom/t1", "DICOM T1 series #3 'sag T1'").
+    """
+    files = tuple(str(path) for path in files)
+    check_slice_positions(files, what)
     reader = sitk.ImageSeriesReader()
-    reader.SetFileNames(files)
+    reader.SetFileNames(list(files))
     try:
         image = reader.Execute()
     except RuntimeError as error:
-        raise ImageError(f"Cannot read the DICOM series in {label}: {error}") from None
-    # The modality travels with the volume, so the CT check can trust it (preprocessing.looks_like_ct).
+        first = str(error).strip().splitlines()[-1] if str(error).strip() else ""
+        raise ImageError(f"Cannot read the {what}: {first}") from None
     modality = _dicom_tags(files[0], (DICOM_MODALITY_TAG,)).get(DICOM_MODALITY_TAG, "").strip()
     if modality:
         image.SetMetaData(DICOM_MODALITY_TAG, modality)
+    check_3d(image, what)
     return image
 
 
@@ -313,7 +325,7 @@ def _dicom_tags(path: str, keys: Tuple[str, ...]) -> dict:
     return {key: reader.GetMetaData(key) for key in keys if reader.HasMetaDataKey(key)}
 
 
-def check_slice_positions(files: Tuple[str, ...], label: str) -> None:
+def check_slice_positions(files: Tuple[str, ...], what: str) -> None:
     """Raise ``ImageError`` for a DICOM series whose slices do not form one regular grid.
 
     ITK reads such a series with a warning only and gives every slice the same spacing, so the geometry past
@@ -332,7 +344,7 @@ def check_slice_positions(files: Tuple[str, ...], label: str) -> None:
     orientations_array = np.array(orientations)
     if np.abs(orientations_array - orientations_array[0]).max() > DICOM_ORIENTATION_TOLERANCE:
         raise ImageError(
-            f"The DICOM series in the {label} mixes slice orientations (several stacks or a localiser in one "
+            f"The {what} mixes slice orientations (several stacks or a localiser in one "
             "series). Export the stack to use as its own series."
         )
     row, column = orientations_array[0][:3], orientations_array[0][3:]
@@ -341,7 +353,7 @@ def check_slice_positions(files: Tuple[str, ...], label: str) -> None:
     steps = np.diff(order)
     if np.any(steps < DICOM_POSITION_TOLERANCE_MM):
         raise ImageError(
-            f"The DICOM series in the {label} has several slices at the same position ({len(files)} files): it "
+            f"The {what} has several slices at the same position ({len(files)} files): it "
             "holds more than one volume (echoes, time points or repeats). Export one volume as its own series."
         )
     spacing = float(np.median(steps))
@@ -354,12 +366,12 @@ def check_slice_positions(files: Tuple[str, ...], label: str) -> None:
     if np.all(missing >= 1) and np.all(whole_slices):
         where = "; ".join(f"{n} between {order[i]:.1f} and {order[i + 1]:.1f} mm" for i, n in zip(at, missing))
         raise ImageError(
-            f"The DICOM series in the {label} is missing {int(missing.sum())} slice(s) ({where} along the slice "
+            f"The {what} is missing {int(missing.sum())} slice(s) ({where} along the slice "
             f"normal; {spacing:.2f} mm apart elsewhere): the volume past the gap would be misplaced. Copy the "
             "complete series again."
         )
     raise ImageError(
-        f"The DICOM series in the {label} has uneven slice spacing (from {steps.min():.2f} to {steps.max():.2f} mm): "
+        f"The {what} has uneven slice spacing (from {steps.min():.2f} to {steps.max():.2f} mm): "
         "it cannot be read as one regular volume. Export it resampled to even spacing, or as NIfTI/NRRD."
     )
 
