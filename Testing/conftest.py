@@ -1,13 +1,26 @@
-"""Shared pytest fixtures: the real-scan folder beside the project, a private model cache, small images."""
+"""Shared pytest fixtures: the real-scan folder beside the project, a private model cache, small images.
+
+The tests mirror the library's layout (Testing/<package>/test_<module>.py; see the README's Testing section) and
+are imported with ``--import-mode=importlib`` (pyproject.toml), so two test files of the same name in different
+folders (``cli/test_batch.py``, ``inference/test_batch.py``) never collide and no test folder goes on
+``sys.path``. The shared helpers beside this file (``inference_fixtures``, ``http_server``, ``dicom_fixtures``,
+``lesion_fixtures``, ``progress_checks``) are importable from every test because this folder is put on
+``sys.path`` here, whichever folder or file pytest is given.
+"""
 
 from __future__ import annotations
 
 import os
+import sys
 from pathlib import Path
 
 import pytest
 
-REPO_ROOT = Path(__file__).resolve().parents[1]
+TESTING = Path(__file__).resolve().parent
+if str(TESTING) not in sys.path:
+    sys.path.insert(0, str(TESTING))
+
+REPO_ROOT = TESTING.parent
 REAL_DATA = REPO_ROOT.parent / "shared" / "data" / "real"
 SPINE_VB = REPO_ROOT.parent / "shared" / "data" / "spine-vb"
 # Set by .ci/run: there the real scans always lie beside the project, so a test that needs them fails, not skips.

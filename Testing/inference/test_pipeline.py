@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import dataclasses
-
 import numpy as np
 import pytest
 import SimpleITK as sitk
@@ -22,9 +20,9 @@ from inference_fixtures import (
 )
 
 from SpineMetSegLib import inference
-from SpineMetSegLib.errors import GeometryError, ImageError, SpineMetSegError
-from SpineMetSegLib.images import imageio, regrid
-from SpineMetSegLib.inference import devices, preprocessing
+from SpineMetSegLib.errors import GeometryError, ImageError
+from SpineMetSegLib.images import imageio
+from SpineMetSegLib.inference import preprocessing
 from SpineMetSegLib.inference.postprocessing import clean_lesions
 from SpineMetSegLib.labels import ModelLabel
 from SpineMetSegLib.progress import format_progress, parse_progress
@@ -200,30 +198,6 @@ def test_a_fallback_function_is_asked_only_for_the_removed_voxels():
     assert (cleaned == ModelLabel.METASTASIS).sum() == 8
 
 
-def test_an_image_not_much_larger_than_the_patch_is_one_window_padded_to_the_network_stride():
-    card = make_card(patch_size=[32, 32])  # strides (2,): windows are multiples of 2
-    plan = inference.WindowPlan.of(card, (5, 45, 47))
-    assert plan.roi == (46, 48) and plan.whole_images and plan.beyond_patch and plan.windows_per_image() == 1
-    assert inference.WINDOW_MAX_SCALE * 32 == 48
-    larger = inference.WindowPlan.of(card, (5, 49, 47))  # 50 > 48: windows of the card's patch
-    assert larger.roi == (32, 32) and not larger.whole_images and larger.windows_per_image() == 4
-
-
-@pytest.mark.parametrize("tta", [False, True])
-def test_one_whole_image_window_gives_what_overlapping_windows_give_for_a_pointwise_network(tta):
-    card = make_card(patch_size=[32, 32])
-    array = np.random.default_rng(5).standard_normal((3, 3, 45, 47)).astype(np.float32)
-    whole = inference.WindowPlan.of(card, array.shape[1:])
-    windows = dataclasses.replace(whole, roi=(32, 32))
-    assert whole.whole_images and windows.windows_per_image() == 4
-    network, cpu = ThresholdNet(threshold=0.5), torch.device("cpu")
-    expected = inference.predict_volume(network, array, windows, cpu, 2, tta=tta, mixed_precision=False)
-    found = inference.predict_volume(network, array, whole, cpu, 2, tta=tta, mixed_precision=False)
-    assert found.shape == expected.shape == (4,) + array.shape[1:]
-    np.testing.assert_allclose(found, expected, atol=1e-5)
-    assert found[1].max() > 0.9 and found[1].min() < 0.1  # the lesion channel varies: a shift would show
-
-
 @pytest.mark.parametrize("grid", sorted(GRIDS))
 def test_inputs_are_interpolated_onto_the_model_grid_as_sitk_linear_resampling_does(grid):
     image = sitk.Cast(mri_like(**GRIDS[grid], lesion=LESION_BOX), sitk.sitkInt16)
@@ -239,38 +213,6 @@ def test_inputs_are_interpolated_onto_the_model_grid_as_sitk_linear_resampling_d
         np.testing.assert_allclose(found, expected, atol=1e-3)
 
 
-def _smooth_probabilities(shape, seed=0):
-    from scipy import ndimage
-
-    rng = np.random.default_rng(seed)
-    logits = np.stack([ndimage.gaussian_filter(rng.standard_normal(shape), 2.0) * 8 for _ in range(4)])
-    exp = np.exp(logits - logits.max(axis=0))
-    return (exp / exp.sum(axis=0)).astype(np.float32)
-
-
-@pytest.mark.parametrize("grid", sorted(GRIDS))
-def test_regrid_labels_equal_the_argmax_of_sitk_linear_resampling(grid):
-    reference = mri_like(**GRIDS[grid])
-    oriented, _, _ = preprocessing.oriented_grid(reference, "LPS")
-    model_grid = preprocessing.target_grid(oriented, (None, 1.0, 1.3))
-    probabilities = _smooth_probabilities(model_grid.size)
-    expected = []
-    for channel in probabilities:
-        image = sitk.GetImageFromArray(np.ascontiguousarray(channel.transpose(2, 1, 0)))
-        model_grid.apply_to(image)
-        resampled = sitk.Resample(image, reference, sitk.Transform(), sitk.sitkLinear, 0.0, sitk.sitkFloat32)
-        expected.append(sitk.GetArrayFromImage(resampled))
-    expected = np.stack(expected)
-    expected[0] = 1.0 - expected[1:].sum(axis=0)
-    maps = regrid.axis_maps(model_grid, imageio.Geometry.of(reference))
-    labels = regrid.argmax_labels(probabilities, maps)
-    assert np.mean(labels == np.argmax(expected, axis=0)) > 0.9999
-    np.testing.assert_allclose(regrid.interpolate(probabilities[1], maps), expected[1], atol=1e-5)
-    points = np.nonzero(labels == 1)
-    np.testing.assert_allclose(regrid.interpolate_points(probabilities[1], maps, points), expected[1][points],
-                               atol=1e-5)
-
-
 def test_a_lesion_whose_mean_probability_is_below_the_card_threshold_is_removed():
     image = mri_like(**GRIDS["oblique"], lesion=LESION_BOX)
     card = make_card()
@@ -283,50 +225,6 @@ def test_a_lesion_whose_mean_probability_is_below_the_card_threshold_is_removed(
         cleaned = inference.segment_images({"t1": image}, stricter, ThresholdNet(), device="cpu")
         assert (sitk.GetArrayFromImage(cleaned.labels) == ModelLabel.METASTASIS).any() == kept
         assert len(cleaned.lesion_volumes_ml) == int(kept)
-
-
-def test_out_of_memory_halves_the_batch_then_succeeds():
-    warnings, tried = [], []
-
-    def run(device, batch):
-        tried.append(batch)
-        if batch > 2:
-            raise torch.cuda.OutOfMemoryError(f"CUDA out of memory: tried {batch} windows")
-        return batch
-
-    assert devices.run_with_memory_fallback(run, torch.device("cpu"), 16, warn=warnings.append) == 2
-    assert tried == [16, 8, 4, 2]
-    assert len(warnings) == 3
-
-
-def test_out_of_memory_on_the_gpu_falls_back_to_the_cpu():
-    warnings, devices_tried = [], []
-
-    def run(device, batch):
-        devices_tried.append(device.type)
-        if device.type != "cpu":
-            raise torch.cuda.OutOfMemoryError("CUDA out of memory")
-        return device.type
-
-    assert devices.run_with_memory_fallback(run, torch.device("cuda"), 4, warn=warnings.append) == "cpu"
-    assert devices_tried == ["cuda", "cuda", "cuda", "cpu"]
-    assert "continuing on the CPU" in warnings[-1]
-
-
-def test_out_of_memory_on_the_cpu_with_one_window_is_a_clear_error():
-    def run(device, batch):
-        raise RuntimeError("DefaultCPUAllocator: can't allocate memory: you tried to allocate 9999999 bytes")
-
-    with pytest.raises(SpineMetSegError, match="ran out of memory"):
-        devices.run_with_memory_fallback(run, torch.device("cpu"), 1, warn=lambda message: None)
-
-
-def test_other_runtime_errors_are_not_taken_for_out_of_memory():
-    def run(device, batch):
-        raise RuntimeError("shape mismatch")
-
-    with pytest.raises(RuntimeError, match="shape mismatch"):
-        devices.run_with_memory_fallback(run, torch.device("cpu"), 4, warn=lambda message: None)
 
 
 class LimitedMemoryNet(torch.nn.Module):
@@ -374,40 +272,6 @@ def test_progress_reaches_each_stage_in_order_and_never_goes_back():
     assert stages[0] == "preprocess" and stages[-1] == "postprocess"
     assert "inference" in stages
     assert percents[-1] >= 90
-
-
-def test_tta_averages_flips_so_a_mirrored_input_gives_the_mirrored_probabilities():
-    card = make_card()
-    network = seeded_network(card)
-    array = np.random.default_rng(3).standard_normal((3, 4, 32, 32)).astype(np.float32)
-    plan = inference.WindowPlan.of(card, array.shape[1:])
-    assert plan.windows_per_image() == 1
-    cpu = torch.device("cpu")
-    forward = inference.predict_volume(network, array, plan, cpu, 2, tta=True, mixed_precision=False)
-    flipped = array[:, :, ::-1].copy()
-    mirrored = inference.predict_volume(network, flipped, plan, cpu, 2, tta=True, mixed_precision=False)
-    np.testing.assert_allclose(mirrored[:, :, ::-1], forward, atol=1e-5)
-    plain = inference.predict_volume(network, array, plan, cpu, 2, mixed_precision=False)
-    assert not np.allclose(plain, forward, atol=1e-3)
-
-
-def test_device_auto_on_a_machine_without_gpu_is_the_cpu_and_a_missing_gpu_warns():
-    warnings = []
-    if torch.cuda.is_available() or devices.mps_available():
-        pytest.skip("this machine has a GPU")
-    assert devices.resolve_device("auto").type == "cpu"
-    assert devices.resolve_device("cuda", warn=warnings.append).type == "cpu"
-    assert "no CUDA GPU" in warnings[0]
-    with pytest.raises(SpineMetSegError, match="Unknown device"):
-        devices.resolve_device("tpu")
-
-
-def test_batch_size_follows_free_memory():
-    cpu = torch.device("cpu")
-    assert devices.choose_batch_size(cpu, 100e6, free_bytes=int(250e6)) == 1
-    assert devices.choose_batch_size(cpu, 100e6, free_bytes=int(100e9)) == devices.MAX_BATCH["cpu"]
-    assert devices.choose_batch_size(torch.device("cuda"), 100e6, free_bytes=int(1e9)) == 5
-    assert devices.system_available_memory() > 0
 
 
 @pytest.mark.parametrize("grid", sorted(GRIDS))

@@ -126,3 +126,16 @@ def test_a_good_folder_passes_the_checks_and_trains(tmp_path):
     folder = write_dataset(tmp_path / "data")
     assert main(["train", "--output", str(tmp_path / "run"), "--data", str(folder), *TINY_RUN]) == 0
     assert (tmp_path / "run" / "spinemetseg-custom-1.0.0.safetensors").is_file()
+
+
+@pytest.mark.parametrize("labels", [
+    {"background": 0, "metastasis": 1, "vertebral body": 2},  # nnU-Net: name -> value
+    {"0": "background", "1": "metastasis", "2": "vertebral body"},  # MSD: value -> name
+])
+def test_both_label_layouts_of_dataset_json_give_the_same_values(tmp_path, labels):
+    from SpineMetSegLib.training.checks import check_dataset_description, declared_label_values
+
+    path = tmp_path / "dataset.json"
+    path.write_text(json.dumps({"channel_names": {"0": "T1"}, "labels": labels}), encoding="utf-8")
+    description = check_dataset_description(path)
+    assert declared_label_values(description) == {0: "background", 1: "metastasis", 2: "vertebral body"}

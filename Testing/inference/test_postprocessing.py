@@ -1,6 +1,6 @@
 """Tests of the body-contact and mean-probability rules of ``postprocessing.clean_lesions`` on hand-built maps.
 
-Run with ``pytest Testing/test_postprocessing.py``.
+Run with ``pytest Testing/inference/test_postprocessing.py``.
 """
 
 from __future__ import annotations

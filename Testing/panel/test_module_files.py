@@ -18,7 +18,7 @@ from pathlib import Path
 
 import pytest
 
-MODULE = Path(__file__).resolve().parents[1] / "SpineMetSeg"
+MODULE = Path(__file__).resolve().parents[2] / "SpineMetSeg"
 UI_FILE = MODULE / "Resources" / "UI" / "SpineMetSeg.ui"
 QT_FILES = (MODULE / "SpineMetSeg.py", MODULE / "SpineMetSegLib" / "panel" / "widget.py",
             MODULE / "SpineMetSegLib" / "panel" / "plan_widget.py")

@@ -10,7 +10,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import SimpleITK as sitk
-from test_lesions import LESION_B, SPINE_SPACING_IJK, image_of, spine_anatomy_model
+from lesion_fixtures import LESION_B, SPINE_SPACING_IJK, image_of, spine_anatomy_model
 
 from SpineMetSegLib.analysis import metrics
 from SpineMetSegLib.analysis.lesions import LESION_COLUMNS

@@ -10,32 +10,11 @@ from pathlib import Path
 import numpy as np
 import pytest
 import SimpleITK as sitk
+from lesion_fixtures import SPINE_SPACING_IJK, image_of, spine_anatomy_model, spine_phantom
 
 from SpineMetSegLib.analysis import lesions
 from SpineMetSegLib.errors import GeometryError, ImageError
 from SpineMetSegLib.labels import Anatomy, ModelLabel
-
-# Array axes (k, j, i) = (z: superior, y: posterior, x: left) with the identity direction (LPS).
-SPINE_SPACING_IJK = (0.9, 0.5, 1.25)
-SPINE_SHAPE = (80, 120, 40)
-CANAL_Y = slice(87, 107)  # canal voxel centres from 43.5 mm
-CANAL_X = slice(14, 26)
-BODY_Y = slice(20, 80)  # body voxels up to 39.75 mm (outer face): 3.5 mm of tissue in front of the canal
-BODY_X = slice(8, 32)
-BODY_Z = [slice(5 + 24 * k, 25 + 24 * k) for k in range(3)]  # inferior to superior
-# Lesion A: top vertebra, against the posterior wall. B: bottom vertebra, anterior. C: middle, into the canal.
-LESION_A = (slice(58, 66), slice(70, 80), slice(15, 22))
-LESION_B = (slice(10, 18), slice(22, 30), slice(12, 20))
-LESION_C = (slice(33, 41), slice(74, 92), slice(16, 24))
-
-
-def image_of(array: np.ndarray, spacing=(1.0, 1.0, 1.0), direction=None, origin=(0.0, 0.0, 0.0)) -> sitk.Image:
-    image = sitk.GetImageFromArray(array)
-    image.SetSpacing(spacing)
-    image.SetOrigin(origin)
-    if direction is not None:
-        image.SetDirection(direction)
-    return image
 
 
 def sphere(diameter_mm: float, spacing_ijk, shape=(40, 50, 60), centre_mm=(16.1, 15.2, 14.9)) -> np.ndarray:
@@ -43,30 +22,6 @@ def sphere(diameter_mm: float, spacing_ijk, shape=(40, 50, 60), centre_mm=(16.1,
     spacing = np.array(spacing_ijk[::-1])
     centres = np.indices(shape).transpose(1, 2, 3, 0) * spacing
     return (np.linalg.norm(centres - np.array(centre_mm), axis=-1) <= diameter_mm / 2).astype(np.uint8)
-
-
-def spine_anatomy_model() -> np.ndarray:
-    """Model-output labels: 2 vertebral body, 3 spinal canal; the lesions replace them with 1."""
-    array = np.zeros(SPINE_SHAPE, dtype=np.uint8)
-    for z in BODY_Z:
-        array[z, BODY_Y, BODY_X] = ModelLabel.VERTEBRAL_BODY
-    array[:, CANAL_Y, CANAL_X] = ModelLabel.SPINAL_CANAL
-    for box in (LESION_A, LESION_B, LESION_C):
-        array[box] = ModelLabel.METASTASIS
-    return array
-
-
-def spine_phantom() -> tuple:
-    """The phantom's convention: a lesion map (1..K) and a tissue map in which lesions keep the tissue below."""
-    anatomy = np.full(SPINE_SHAPE, Anatomy.SOFT_TISSUE, dtype=np.uint8)
-    anatomy[:, BODY_Y, BODY_X] = Anatomy.DISC
-    for z in BODY_Z:
-        anatomy[z, BODY_Y, BODY_X] = Anatomy.MARROW
-    anatomy[:, CANAL_Y, CANAL_X] = Anatomy.CSF
-    lesion_map = np.zeros(SPINE_SHAPE, dtype=np.uint8)
-    for box in (LESION_A, LESION_B, LESION_C):
-        lesion_map[box] = 1
-    return lesion_map, anatomy
 
 
 def by_position(found):

@@ -8,7 +8,6 @@ import pytest
 import torch
 
 from SpineMetSegLib.errors import ModelError
-from SpineMetSegLib.models import catalog, loader
 from SpineMetSegLib.models.modelcard import NetworkSpec
 from SpineMetSegLib.models.network import build_network
 from SpineMetSegLib.models.weights import apply_state_dict, load_state_dict, save_state_dict
@@ -119,12 +118,3 @@ def test_missing_tensors_are_named(tmp_path):
     del state[dropped]
     with pytest.raises(ModelError, match=f"1 missing tensors: {dropped}"):
         apply_state_dict(build_network(NetworkSpec.from_dict(TINY_NETWORK), 1, 2), state)
-
-
-def test_the_embedded_default_model_loads_and_segments_a_slice():
-    card = catalog.default_card()
-    network = loader.load_network(card)
-    assert not network.training
-    with torch.no_grad():
-        output = network(torch.zeros(1, len(card.inputs), 64, 64))
-    assert tuple(output.shape) == (1, card.out_channels, 64, 64)
