@@ -144,7 +144,8 @@ def segment_images(
             # A noisy prediction: so many label boundaries that the regridding interpolates every probability,
             # which the streamed store did not keep. The network runs again, this time keeping them all.
             del volume_probabilities
-            stages("postprocess", 0.0, "a noisy prediction: the network runs again to keep every probability")
+            stages("postprocess", 0.0, "a noisy prediction: the network runs again to keep every probability",
+                   repeat=True)
             predictor.on_windows = lambda count: None
             volume_probabilities = predictor.probabilities(prepared.array)
             prepared.array = None
