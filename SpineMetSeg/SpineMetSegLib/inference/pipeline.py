@@ -37,8 +37,9 @@ from .predictor import Predictor
 from .restore import StreamedProbabilities, geometry_only, to_input_grid
 
 # Above this size the network's probabilities (4 bytes each) are streamed (``restore.StreamedProbabilities``)
-# instead of held whole: 1 GiB is a 2D model's 4 classes over 256 x 512 x 512 voxels.
-WHOLE_PROBABILITIES_BYTES = 1 << 30
+# instead of held whole: 256 MiB is a 2D model's 4 classes over 256 x 256 x 256 voxels (a clinical volume,
+# cropped to the body, stays below).
+WHOLE_PROBABILITIES_BYTES = 1 << 28
 BYTES_PER_PROBABILITY = 4
 
 # Overall percentage range of each stage, in the order they run.
