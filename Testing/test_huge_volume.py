@@ -252,6 +252,7 @@ def test_streamed_probabilities_restore_exactly_what_the_whole_array_restores(ca
         network.stream(prepared.array, store.add, on_restart=store.restart)
         store.finish()
         assert 0 < store.kept_voxels < voxels // 2  # the probabilities kept: a fraction of the volume
+        assert not restore.needs_every_probability(store, prepared)
         found = _as_arrays(restore.to_input_grid(store, prepared, card, want=True))
         assert np.array_equal(found[0], labels), (case, chunk)
         assert np.array_equal(found[1], lesion), (case, chunk)
@@ -267,8 +268,10 @@ def test_a_noisy_prediction_needs_every_probability_and_the_pipeline_gets_them_b
     predicted = Predictor(card, network, device="cpu", mixed_precision=False)
     store = restore.StreamedProbabilities(prepared.array.shape[1:], card.out_channels, 0)
     predicted.stream(prepared.array, store.add)
+    store.finish()
+    assert restore.needs_every_probability(store, prepared)
     with pytest.raises(regrid.AllProbabilitiesNeeded):
-        restore.to_input_grid(store.finish(), prepared, card, want=False)
+        restore.to_input_grid(store, prepared, card, want=False)
 
     options = dict(device="cpu", threads=1, mixed_precision=False, probabilities=True)
     before = inference.segment_images({"t1": image}, card, network, **options)

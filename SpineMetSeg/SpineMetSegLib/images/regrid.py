@@ -116,7 +116,7 @@ def argmax_labels_of(
     interpolated everywhere); ``AllProbabilitiesNeeded`` when ``dense`` is None."""
     inside = inside_mask(maps)
     boundary = gather(mixed_cells(source_labels), maps) & inside
-    if np.count_nonzero(boundary) > DENSE_SHARE * boundary.size:
+    if _is_dense(boundary):
         if dense is None:
             raise AllProbabilitiesNeeded()
         del boundary, inside
@@ -127,6 +127,15 @@ def argmax_labels_of(
         labels[points] = argmax_channels(interpolate_channels_at(values_at, maps, points))
     labels[~inside] = 0
     return labels
+
+
+def needs_every_probability(source_labels: np.ndarray, maps: Sequence[AxisMap]) -> bool:
+    """True when ``argmax_labels_of`` would interpolate every channel everywhere (a noisy prediction)."""
+    return _is_dense(gather(mixed_cells(source_labels), maps) & inside_mask(maps))
+
+
+def _is_dense(boundary: np.ndarray) -> bool:
+    return np.count_nonzero(boundary) > DENSE_SHARE * boundary.size
 
 
 def corner_values(probabilities: np.ndarray) -> CornerValues:

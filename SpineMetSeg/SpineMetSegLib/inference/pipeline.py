@@ -26,7 +26,6 @@ import SimpleITK as sitk
 import torch
 
 from ..images import imageio
-from ..images.regrid import AllProbabilitiesNeeded
 from ..labels import ModelLabel
 from ..models.loader import load_network
 from ..models.modelcard import ModelCard
@@ -34,7 +33,7 @@ from ..progress import ProgressCallback, no_progress
 from . import devices, preprocessing
 from .export import check_output_paths, write_outputs
 from .predictor import Predictor
-from .restore import StreamedProbabilities, geometry_only, to_input_grid
+from .restore import StreamedProbabilities, geometry_only, needs_every_probability, to_input_grid
 
 # Above this size the network's probabilities (4 bytes each) are streamed (``restore.StreamedProbabilities``)
 # instead of held whole: 256 MiB is a 2D model's 4 classes over 256 x 256 x 256 voxels (a clinical volume,
@@ -134,24 +133,20 @@ def segment_images(
         stages("inference", 0.0, f"{counter.total} windows on {predictor.device.type}")
         if streamed:
             volume_probabilities = _stream(predictor, prepared, card, probabilities, counter)
+            if needs_every_probability(volume_probabilities, prepared):
+                # A noisy prediction: so many label boundaries that the regridding interpolates every probability,
+                # which the stream did not keep. The network runs again, this time keeping them all.
+                del volume_probabilities
+                stages("inference", 1.0, "a noisy prediction: the network runs again to keep every probability",
+                       repeat=True)
+                predictor.on_windows = lambda count: None
+                volume_probabilities = predictor.probabilities(prepared.array)
         else:
             volume_probabilities = predictor.probabilities(prepared.array, on_restart=counter.restart)
-            prepared.array = None  # the network input is no longer needed: its memory goes before the regridding
+    prepared.array = None  # the network input is no longer needed: its memory goes before the regridding
     with _timed(timings, "postprocess"):
         stages("postprocess", 0.0, "back onto the input grid")
-        try:
-            labels, lesion_probability, volumes = to_input_grid(volume_probabilities, prepared, card, probabilities)
-        except AllProbabilitiesNeeded:
-            # A noisy prediction: so many label boundaries that the regridding interpolates every probability,
-            # which the streamed store did not keep. The network runs again, this time keeping them all.
-            del volume_probabilities
-            stages("postprocess", 0.0, "a noisy prediction: the network runs again to keep every probability",
-                   repeat=True)
-            predictor.on_windows = lambda count: None
-            volume_probabilities = predictor.probabilities(prepared.array)
-            prepared.array = None
-            labels, lesion_probability, volumes = to_input_grid(volume_probabilities, prepared, card, probabilities)
-        prepared.array = None
+        labels, lesion_probability, volumes = to_input_grid(volume_probabilities, prepared, card, probabilities)
         stages("postprocess", 1.0, f"{len(volumes)} lesion(s)")
     return SegmentationResult(
         labels=labels,

@@ -46,14 +46,7 @@ def to_input_grid(
     """
     reference = prepared.reference
     reference_size = _reference_size(reference)
-    start, size = _covering_region(reference, prepared.crop_grid, reference_size)
-    region = imageio.Geometry(
-        size,
-        reference.GetSpacing(),
-        reference.TransformIndexToPhysicalPoint([int(n) for n in start]),
-        reference.GetDirection(),
-    )
-    maps = regrid.axis_maps(prepared.crop_grid, region)
+    start, size, maps = _region_maps(prepared, reference_size)
     if isinstance(probabilities, np.ndarray):
         channels = probabilities.shape[0]
         values_at = regrid.corner_values(probabilities)
@@ -208,6 +201,29 @@ class StreamedProbabilities:
         index[self.slice_axis] = where[0] + first
         index[others[0]], index[others[1]] = where[1], where[2]
         self._keys.append(np.ravel_multi_index(tuple(index), self.shape).astype(np.int64))
+
+
+def needs_every_probability(probabilities: StreamedProbabilities, prepared: PreparedInput) -> bool:
+    """True when ``to_input_grid`` cannot restore from ``probabilities`` (``regrid.AllProbabilitiesNeeded``): the
+    prediction is so noisy that the regridding interpolates every probability. Cheap beside the network: the
+    caller can still run it again, keeping them all."""
+    _, _, maps = _region_maps(prepared, _reference_size(prepared.reference))
+    return regrid.needs_every_probability(probabilities.labels, maps)
+
+
+def _region_maps(
+    prepared: PreparedInput, reference_size: Sequence[int]
+) -> Tuple[np.ndarray, Tuple[int, ...], List[regrid.AxisMap]]:
+    """Start, size and ``regrid`` maps of the part of the first input's grid that covers the cropped body."""
+    reference = prepared.reference
+    start, size = _covering_region(reference, prepared.crop_grid, reference_size)
+    region = imageio.Geometry(
+        size,
+        reference.GetSpacing(),
+        reference.TransformIndexToPhysicalPoint([int(n) for n in start]),
+        reference.GetDirection(),
+    )
+    return start, size, regrid.axis_maps(prepared.crop_grid, region)
 
 
 def geometry_only(image: sitk.Image) -> sitk.Image:
