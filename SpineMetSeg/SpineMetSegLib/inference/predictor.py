@@ -5,6 +5,7 @@ Usage::
     from SpineMetSegLib.inference.predictor import Predictor
     predictor = Predictor(card, network, device="cpu")                   # tta, mixed precision, batch size
     probabilities = predictor.probabilities(prepared.array)               # (out_channels, i, j, k) float32
+    predictor.stream(prepared.array, store.add)                           # or a chunk of slices at a time
 
 How the network walks over the volume (``WindowPlan``): a 2D model slice by slice along the card's slice axis, the
 slices batched; one window per image when the (cropped) image is at most ``WINDOW_MAX_SCALE`` times the card's
