@@ -312,7 +312,8 @@ def write_table(summary: Dict[str, Any], real: Dict[str, Any], card: ModelCard, 
         f"{VALIDATION_SEED_START + cases - 1}, never used in training; half ordinary, half domain-randomised "
         "contrast), plus false positives on healthy real scans. " + PAPERS,
         "",
-        "Post-processing (the card's): " + ", ".join(f"`{k}` = {v}" for k, v in card.postprocessing.to_dict().items()) + ".",
+        "Post-processing (the card's): "
+        + ", ".join(f"`{k}` = {v}" for k, v in card.postprocessing.to_dict().items()) + ".",
         "",
         "| metric | ours (synthetic) | target | Hille 2020 | Chen 2024 | Wang 2023 |",
         "|---|---|---|---|---|---|",

@@ -13,12 +13,26 @@ from __future__ import annotations
 import tracemalloc
 
 import numpy as np
+import pytest
 import SimpleITK as sitk
-from inference_fixtures import SAGITTAL, make_card, mri_like, seeded_network
+import torch
+from inference_fixtures import (
+    AXIAL,
+    LESION_INTENSITY,
+    SAGITTAL,
+    make_card,
+    make_card_json,
+    mri_like,
+    seeded_network,
+)
 
 from SpineMetSegLib import inference
 from SpineMetSegLib.images import imageio, regrid
 from SpineMetSegLib.images.imageio import Geometry
+from SpineMetSegLib.inference import pipeline, predictor, preprocessing, restore
+from SpineMetSegLib.inference.predictor import Predictor
+from SpineMetSegLib.labels import ModelLabel
+from SpineMetSegLib.models.catalog import card_from_dict
 
 
 def _grids():
@@ -156,3 +170,141 @@ def test_an_integer_input_on_the_model_grid_is_prepared_exactly_as_its_float_cop
         assert views.array.shape[1:] != tuple(reversed(voxels.shape))  # cropped to the body
         assert views.box == copies.box and views.crop_grid == copies.crop_grid
         assert views.array.dtype == np.float32 and np.array_equal(views.array, copies.array)
+
+
+class BandsNet(torch.nn.Module):
+    """A fixed 1 x 1 convolution of the first channel's z-score: background below 0, vertebral body up to 2.5,
+    metastasis above, spinal canal nowhere; sharp, so that labels change only at real edges (few boundaries)."""
+
+    def __init__(self):
+        super().__init__()
+        self.conv = torch.nn.Conv2d(3, 4, 1)
+        with torch.no_grad():
+            self.conv.weight.zero_()
+            self.conv.bias.zero_()
+            self.conv.weight[1, 0], self.conv.bias[1] = 20.0, -25.0
+            self.conv.weight[2, 0] = 10.0
+            self.conv.bias[3] = -10.0
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.conv(x)
+
+
+def _lesion_card():
+    # Lesions under 0.02 ml go (their voxels take the fallback label), and so do lesions the network doubts.
+    data = make_card_json(min_lesion_volume_ml=0.02)
+    data["postprocessing"]["min_lesion_mean_probability"] = 0.9
+    return card_from_dict(data)
+
+
+def _three_lesions(size, spacing, direction, boxes, faint):
+    """``mri_like`` with a bright lesion, a speck and a lesion of intensity ``faint`` (a z-score just above the
+    metastasis threshold: the network doubts it)."""
+    image = mri_like(size, spacing=spacing, direction=direction, origin=(5.0, -20.0, 30.0))
+    voxels = sitk.GetArrayFromImage(image)  # (k, j, i)
+    for (box, value) in zip(boxes, (LESION_INTENSITY, LESION_INTENSITY, faint)):
+        voxels[box[2], box[1], box[0]] = value
+    result = sitk.GetImageFromArray(voxels)
+    result.CopyInformation(image)
+    return result
+
+
+CASES = {
+    # sagittal, resampled onto the 1 mm model grid (interpolation between model voxels)
+    "sagittal": _three_lesions(
+        (64, 72, 12), (0.9, 0.8, 3.0), SAGITTAL,
+        [(slice(16, 26), slice(14, 28), slice(3, 8)), (slice(40, 42), slice(30, 32), slice(5, 6)),
+         (slice(22, 30), slice(38, 46), slice(2, 6))],
+        faint=600.0,
+    ),
+    # axial 1 mm: already on the model grid (only reoriented), the huge-volume case
+    "axial 1 mm": _three_lesions(
+        (40, 44, 30), (1.0, 1.0, 1.0), AXIAL,
+        [(slice(10, 18), slice(12, 20), slice(5, 12)), (slice(25, 26), slice(28, 30), slice(20, 21)),
+         (slice(20, 26), slice(28, 34), slice(3, 9))],
+        faint=600.0,
+    ),
+}
+
+
+def _as_arrays(result):
+    labels, lesion, volumes = result
+    return sitk.GetArrayFromImage(labels), sitk.GetArrayFromImage(lesion), volumes
+
+
+@pytest.mark.parametrize("case", sorted(CASES))
+def test_streamed_probabilities_restore_exactly_what_the_whole_array_restores(case, monkeypatch):
+    card = _lesion_card()
+    prepared = preprocessing.prepare({"t1": CASES[case]}, card)
+    network = Predictor(card, BandsNet(), device="cpu", mixed_precision=False)
+    whole = network.probabilities(prepared.array)
+    expected = _as_arrays(restore.to_input_grid(whole, prepared, card, want=True))
+    labels, lesion, volumes = expected
+    # Three lesions found, a speck and a doubted one removed (their voxels take the fallback label): every step
+    # that reads the probabilities ran.
+    assert len(restore.to_input_grid(whole, prepared, make_card(), want=False)[2]) == 3
+    assert set(np.unique(labels)) == {0, 1, 2} and len(volumes) == 1
+    voxels = whole[0].size
+    for chunk in (1, 2, 5):
+        monkeypatch.setattr(predictor, "SLICES_PER_CHUNK", chunk)
+        store = restore.StreamedProbabilities(whole.shape[1:], whole.shape[0], network.plan(prepared.array).slice_axis,
+                                              keep_channel=ModelLabel.METASTASIS)
+        network.stream(prepared.array, store.add, on_restart=store.restart)
+        store.finish()
+        assert 0 < store.kept_voxels < voxels // 2  # the probabilities kept: a fraction of the volume
+        assert not restore.needs_every_probability(store, prepared)
+        found = _as_arrays(restore.to_input_grid(store, prepared, card, want=True))
+        assert np.array_equal(found[0], labels), (case, chunk)
+        assert np.array_equal(found[1], lesion), (case, chunk)
+        assert found[2] == volumes
+
+
+def test_a_noisy_prediction_needs_every_probability_and_the_pipeline_gets_them_by_running_again(monkeypatch):
+    # An untrained network: labels change everywhere, so the regridding interpolates every channel everywhere.
+    card = _lesion_card()
+    image = CASES["sagittal"]
+    network = seeded_network(card)
+    prepared = preprocessing.prepare({"t1": image}, card)
+    predicted = Predictor(card, network, device="cpu", mixed_precision=False)
+    store = restore.StreamedProbabilities(prepared.array.shape[1:], card.out_channels, 0)
+    predicted.stream(prepared.array, store.add)
+    store.finish()
+    assert restore.needs_every_probability(store, prepared)
+    with pytest.raises(regrid.AllProbabilitiesNeeded):
+        restore.to_input_grid(store, prepared, card, want=False)
+
+    options = dict(device="cpu", threads=1, mixed_precision=False, probabilities=True)
+    before = inference.segment_images({"t1": image}, card, network, **options)
+    monkeypatch.setattr(pipeline, "WHOLE_PROBABILITIES_BYTES", 0)  # every volume streamed
+    monkeypatch.setattr(predictor, "SLICES_PER_CHUNK", 3)
+    reports = []
+    after = inference.segment_images({"t1": image}, card, network, progress=lambda *report: reports.append(report),
+                                     **options)
+    assert any("runs again" in message for _, _, message in reports)
+    assert np.array_equal(sitk.GetArrayFromImage(after.labels), sitk.GetArrayFromImage(before.labels))
+    assert np.array_equal(sitk.GetArrayFromImage(after.probabilities), sitk.GetArrayFromImage(before.probabilities))
+    assert after.lesion_volumes_ml == before.lesion_volumes_ml
+
+
+@pytest.mark.parametrize("case", sorted(CASES))
+def test_segment_streams_a_volume_above_the_limit_with_exactly_the_same_outputs(case, tmp_path, monkeypatch):
+    card = _lesion_card()
+    options = dict(device="cpu", threads=1, mixed_precision=False)
+    imageio.write_image(CASES[case], tmp_path / "t1.nii.gz")
+    read = imageio.read_image(tmp_path / "t1.nii.gz")  # NIfTI stores the geometry in float32: the same input
+    before = inference.segment_images({"t1": read}, card, BandsNet(), probabilities=True, **options)
+    monkeypatch.setattr(pipeline, "WHOLE_PROBABILITIES_BYTES", 1000)
+    monkeypatch.setattr(predictor, "SLICES_PER_CHUNK", 4)
+    kept = []
+    monkeypatch.setattr(restore.StreamedProbabilities, "finish",
+                        lambda self, finish=restore.StreamedProbabilities.finish: kept.append(self) or finish(self))
+    after = inference.segment_files({"t1": tmp_path / "t1.nii.gz"}, tmp_path / "seg.nii.gz", card, BandsNet(),
+                                    probabilities_path=tmp_path / "prob.nii.gz", **options)
+    assert len(kept) == 1  # streamed, once
+    labels = sitk.GetArrayFromImage(before.labels)
+    assert before.lesion_volumes_ml and np.count_nonzero(labels == 2)
+    for image in (after.labels, imageio.read_image(tmp_path / "seg.nii.gz")):
+        assert np.array_equal(sitk.GetArrayFromImage(image), labels)
+    assert np.array_equal(sitk.GetArrayFromImage(imageio.read_image(tmp_path / "prob.nii.gz")),
+                          sitk.GetArrayFromImage(before.probabilities))
+    assert after.lesion_volumes_ml == before.lesion_volumes_ml

@@ -20,7 +20,7 @@ from __future__ import annotations
 
 import itertools
 from dataclasses import dataclass
-from typing import List, Sequence, Tuple
+from typing import Callable, List, Optional, Sequence, Tuple
 
 import numpy as np
 
@@ -30,6 +30,8 @@ from .imageio import Geometry
 ALIGNMENT_TOLERANCE = 1e-5
 # Above this share of boundary points (a noisy prediction), interpolating every channel everywhere is cheaper.
 DENSE_SHARE = 0.1
+# The (C, n) values of the source at (i, j, k) index arrays: a whole array's, or a sparse store's.
+CornerValues = Callable[[Tuple[np.ndarray, ...]], np.ndarray]
 # ``interpolate`` works in slabs of about this many source voxels (bounds its float32 intermediates).
 SLAB_VOXELS = 1 << 25
 
@@ -92,22 +94,62 @@ def inside_mask(maps: Sequence[AxisMap]) -> np.ndarray:
 
 def argmax_labels(probabilities: np.ndarray, maps: Sequence[AxisMap]) -> np.ndarray:
     """The argmax of the trilinearly interpolated ``probabilities`` (C, source i, j, k) on the target, (k, j, i)."""
-    source_labels = argmax_channels(probabilities)
+    return argmax_labels_of(
+        argmax_channels(probabilities), corner_values(probabilities), maps,
+        dense=lambda: _dense_argmax(probabilities, maps),
+    )
+
+
+class AllProbabilitiesNeeded(Exception):
+    """``argmax_labels_of`` found a noisy prediction (many boundary points) and was given no ``dense`` way."""
+
+
+def argmax_labels_of(
+    source_labels: np.ndarray,
+    values_at: CornerValues,
+    maps: Sequence[AxisMap],
+    dense: Optional[Callable[[], np.ndarray]] = None,
+) -> np.ndarray:
+    """``argmax_labels`` from the source's own argmax ``source_labels`` (source i, j, k) and ``values_at``, the
+    probabilities (C, n) at given source (i, j, k) index arrays: only the voxels of cells on a label boundary
+    are asked for. Above ``DENSE_SHARE`` of boundary points the result is ``dense()`` (every channel
+    interpolated everywhere); ``AllProbabilitiesNeeded`` when ``dense`` is None."""
     inside = inside_mask(maps)
-    boundary = gather(_mixed_cells(source_labels), maps) & inside
-    if np.count_nonzero(boundary) > DENSE_SHARE * boundary.size:
-        dense = np.empty((probabilities.shape[0],) + boundary.shape, dtype=np.float32)
-        for channel in range(1, probabilities.shape[0]):
-            dense[channel] = interpolate(probabilities[channel], maps)
-        # Interpolation keeps sums: the background is what the other classes leave (1 outside the source grid).
-        np.subtract(1.0, dense[1:].sum(axis=0), out=dense[0])
-        return argmax_channels(dense)
+    boundary = gather(mixed_cells(source_labels), maps) & inside
+    if _is_dense(boundary):
+        if dense is None:
+            raise AllProbabilitiesNeeded()
+        del boundary, inside
+        return dense()
     labels = gather(source_labels, maps)
     points = np.nonzero(boundary)
     if points[0].size:
-        labels[points] = argmax_channels(_interpolate_points(probabilities, maps, points))
+        labels[points] = argmax_channels(interpolate_channels_at(values_at, maps, points))
     labels[~inside] = 0
     return labels
+
+
+def needs_every_probability(source_labels: np.ndarray, maps: Sequence[AxisMap]) -> bool:
+    """True when ``argmax_labels_of`` would interpolate every channel everywhere (a noisy prediction)."""
+    return _is_dense(gather(mixed_cells(source_labels), maps) & inside_mask(maps))
+
+
+def _is_dense(boundary: np.ndarray) -> bool:
+    return np.count_nonzero(boundary) > DENSE_SHARE * boundary.size
+
+
+def corner_values(probabilities: np.ndarray) -> CornerValues:
+    """``values_at`` of a whole (C, i, j, k) array: its C values at the given (i, j, k) index arrays."""
+    return lambda index: probabilities[(slice(None),) + tuple(index)]
+
+
+def _dense_argmax(probabilities: np.ndarray, maps: Sequence[AxisMap]) -> np.ndarray:
+    dense = np.empty((probabilities.shape[0],) + tuple(m.lower.size for m in maps[::-1]), dtype=np.float32)
+    for channel in range(1, probabilities.shape[0]):
+        dense[channel] = interpolate(probabilities[channel], maps)
+    # Interpolation keeps sums: the background is what the other classes leave (1 outside the source grid).
+    np.subtract(1.0, dense[1:].sum(axis=0), out=dense[0])
+    return argmax_channels(dense)
 
 
 def interpolate(array: np.ndarray, maps: Sequence[AxisMap]) -> np.ndarray:
@@ -183,7 +225,7 @@ def argmax_channels(probabilities: np.ndarray) -> np.ndarray:
     return labels
 
 
-def _mixed_cells(labels: np.ndarray) -> np.ndarray:
+def mixed_cells(labels: np.ndarray) -> np.ndarray:
     """True at each voxel whose cell (it and its +1 neighbours along each axis) holds more than one label."""
     padded = np.pad(labels, [(0, 1)] * 3, mode="edge")
     shape = labels.shape
@@ -197,24 +239,28 @@ def _mixed_cells(labels: np.ndarray) -> np.ndarray:
 
 def interpolate_points(array: np.ndarray, maps: Sequence[AxisMap], points: Tuple[np.ndarray, ...]) -> np.ndarray:
     """``array`` (source i, j, k) trilinearly interpolated at the (k, j, i) target ``points``, as ``interpolate``."""
-    return _interpolate_points(array[None], maps, points)[0]
+    return interpolate_channels_at(corner_values(array[None]), maps, points)[0]
 
 
-def _interpolate_points(
-    probabilities: np.ndarray, maps: Sequence[AxisMap], points: Tuple[np.ndarray, ...]
+def interpolate_channels_at(
+    values_at: CornerValues, maps: Sequence[AxisMap], points: Tuple[np.ndarray, ...]
 ) -> np.ndarray:
-    """Trilinear interpolation of every channel at the (k, j, i) target ``points``: (C, number of points)."""
+    """Trilinear interpolation at the (k, j, i) target ``points`` of every channel ``values_at`` gives (the source's
+    values at (i, j, k) index arrays, ``corner_values``): (C, number of points)."""
     per_axis = {}
     for dimension, axis in enumerate((2, 1, 0)):
         axis_map = maps[axis]
         where = points[dimension]
         per_axis[axis_map.source_axis] = (axis_map.lower[where], axis_map.upper[where], axis_map.weight[where])
-    result = np.zeros((probabilities.shape[0], points[0].size), dtype=np.float32)
+    result = None
     for corner in itertools.product((0, 1), repeat=3):
         index, weight = [], np.ones(points[0].size, dtype=np.float32)
         for source_axis, use_upper in enumerate(corner):
             lower, upper, share = per_axis[source_axis]
             index.append(upper if use_upper else lower)
             weight *= share if use_upper else 1.0 - share
-        result += probabilities[:, index[0], index[1], index[2]] * weight
+        values = values_at(tuple(index))
+        if result is None:
+            result = np.zeros(values.shape, dtype=np.float32)
+        result += values * weight
     return result

@@ -26,13 +26,20 @@ import SimpleITK as sitk
 import torch
 
 from ..images import imageio
+from ..labels import ModelLabel
 from ..models.loader import load_network
 from ..models.modelcard import ModelCard
 from ..progress import ProgressCallback, no_progress
 from . import devices, preprocessing
 from .export import check_output_paths, write_outputs
 from .predictor import Predictor
-from .restore import geometry_only, to_input_grid
+from .restore import StreamedProbabilities, geometry_only, needs_every_probability, to_input_grid
+
+# Above this size the network's probabilities (4 bytes each) are streamed (``restore.StreamedProbabilities``)
+# instead of held whole: 256 MiB is a 2D model's 4 classes over 256 x 256 x 256 voxels (a clinical volume,
+# cropped to the body, stays below).
+WHOLE_PROBABILITIES_BYTES = 1 << 28
+BYTES_PER_PROBABILITY = 4
 
 # Overall percentage range of each stage, in the order they run.
 STAGES = {
@@ -118,9 +125,24 @@ def segment_images(
     plan = predictor.plan(prepared.array)
     counter = _WindowCounter(stages, plan.total_windows(tta))
     predictor.on_windows = counter
+    # A 2D model's probabilities of a huge volume are streamed: only what the regridding reads is kept.
+    streamed = plan.dimensions == 2 and (
+        card.out_channels * prepared.array[0].size * BYTES_PER_PROBABILITY > WHOLE_PROBABILITIES_BYTES
+    )
     with _timed(timings, "inference"):
         stages("inference", 0.0, f"{counter.total} windows on {predictor.device.type}")
-        volume_probabilities = predictor.probabilities(prepared.array, on_restart=counter.restart)
+        if streamed:
+            volume_probabilities = _stream(predictor, prepared, card, probabilities, counter)
+            if needs_every_probability(volume_probabilities, prepared):
+                # A noisy prediction: so many label boundaries that the regridding interpolates every probability,
+                # which the stream did not keep. The network runs again, this time keeping them all.
+                del volume_probabilities
+                stages("inference", 1.0, "a noisy prediction: the network runs again to keep every probability",
+                       repeat=True)
+                predictor.on_windows = lambda count: None
+                volume_probabilities = predictor.probabilities(prepared.array)
+        else:
+            volume_probabilities = predictor.probabilities(prepared.array, on_restart=counter.restart)
     prepared.array = None  # the network input is no longer needed: its memory goes before the regridding
     with _timed(timings, "postprocess"):
         stages("postprocess", 0.0, "back onto the input grid")
@@ -191,6 +213,21 @@ def segment_files(
                       probabilities_path=probabilities_path, lesions_csv=lesions_csv)
     stages("done", 1.0, f"{len(result.lesion_volumes_ml)} lesion(s)")
     return result
+
+
+def _stream(predictor: Predictor, prepared: preprocessing.PreparedInput, card: ModelCard, probabilities: bool,
+            counter: _WindowCounter) -> StreamedProbabilities:
+    """The network's probabilities of ``prepared`` streamed into a store that keeps what ``to_input_grid`` reads."""
+    slice_axis = predictor.plan(prepared.array).slice_axis
+    store = StreamedProbabilities(prepared.array.shape[1:], card.out_channels, slice_axis,
+                                  keep_channel=ModelLabel.METASTASIS if probabilities else None)
+
+    def restart() -> None:
+        counter.restart()
+        store.restart()
+
+    predictor.stream(prepared.array, store.add, on_restart=restart)
+    return store.finish()
 
 
 class _WindowCounter:

@@ -5,6 +5,7 @@ Usage::
     from SpineMetSegLib.inference.predictor import Predictor
     predictor = Predictor(card, network, device="cpu")                   # tta, mixed precision, batch size
     probabilities = predictor.probabilities(prepared.array)               # (out_channels, i, j, k) float32
+    predictor.stream(prepared.array, store.add)                           # or a chunk of slices at a time
 
 How the network walks over the volume (``WindowPlan``): a 2D model slice by slice along the card's slice axis, the
 slices batched; one window per image when the (cropped) image is at most ``WINDOW_MAX_SCALE`` times the card's
@@ -20,7 +21,7 @@ from __future__ import annotations
 import itertools
 import math
 from dataclasses import dataclass
-from typing import Callable, List, Optional, Sequence, Tuple
+from typing import Callable, Iterator, List, Optional, Sequence, Tuple
 
 import numpy as np
 import torch
@@ -183,6 +184,28 @@ class Predictor:
         finally:
             devices.release_device_memory(self.used_device)
 
+    def stream(self, array: np.ndarray, consume: Callable[[int, np.ndarray], None], *,
+               on_restart: Callable[[], None] = lambda: None) -> None:
+        """``probabilities`` of a 2D model's ``array`` handed to ``consume(first slice, chunk)`` chunk by chunk
+        (``predict_chunks``), so that the whole volume's probabilities need never be held at once.
+
+        ``on_restart`` is called before every attempt: a retry after running out of memory starts over at slice 0.
+        """
+        plan = self.plan(array)
+        batch = devices.choose_batch_size(self.device, plan.bytes_per_window(self.card, array.shape[0]))
+
+        def attempt(run_device: torch.device, run_batch: int) -> None:
+            self.used_device, self.used_batch = run_device, run_batch
+            on_restart()
+            for start, chunk in predict_chunks(self.network, array, plan, run_device, run_batch, tta=self.tta,
+                                               mixed_precision=self.mixed_precision, on_windows=self.on_windows):
+                consume(start, chunk)
+
+        try:
+            devices.run_with_memory_fallback(attempt, self.device, batch, warn=self.warn)
+        finally:
+            devices.release_device_memory(self.used_device)
+
 
 def predict_volume(
     model: torch.nn.Module,
@@ -199,6 +222,31 @@ def predict_volume(
 
     ``mixed_precision`` runs the network in ``devices.autocast_dtype(device)`` where there is one.
     """
+    result: Optional[np.ndarray] = None
+    for start, chunk in predict_chunks(model, array, plan, device, batch_size, tta=tta,
+                                       mixed_precision=mixed_precision, on_windows=on_windows):
+        if plan.dimensions == 3:
+            return chunk[0]
+        if result is None:
+            result = np.empty((chunk.shape[1],) + array.shape[1:], dtype=np.float32)
+        np.moveaxis(result, 1 + plan.slice_axis, 0)[start : start + chunk.shape[0]] = chunk
+    return result
+
+
+def predict_chunks(
+    model: torch.nn.Module,
+    array: np.ndarray,
+    plan: WindowPlan,
+    device: torch.device,
+    batch_size: int,
+    *,
+    tta: bool = False,
+    mixed_precision: bool = True,
+    on_windows: Callable[[int], None] = lambda count: None,
+) -> Iterator[Tuple[int, np.ndarray]]:
+    """``predict_volume`` a chunk at a time: (first slice, (slices, out_channels, a, b) float32) for a 2D model,
+    ``SLICES_PER_CHUNK`` slices along ``plan.slice_axis`` each (the other two axes in order); one chunk
+    (0, (1, out_channels, i, j, k)) for a 3D model."""
     model.eval()
     memory_format = _memory_format(device, plan.dimensions)
     model.to(device=device, memory_format=memory_format)
@@ -207,15 +255,12 @@ def predict_volume(
     volume = torch.from_numpy(array)
     with torch.inference_mode():
         if plan.dimensions == 3:
-            return _windows(volume[None], plan, network, device, batch_size, tta)[0].numpy()
+            yield 0, _windows(volume[None], plan, network, device, batch_size, tta).numpy()
+            return
         slices = volume.movedim(1 + plan.slice_axis, 0)  # (slices, channels, a, b)
-        result: Optional[np.ndarray] = None
         for start in range(0, slices.shape[0], SLICES_PER_CHUNK):
             chunk = _windows(slices[start : start + SLICES_PER_CHUNK], plan, network, device, batch_size, tta)
-            if result is None:
-                result = np.empty((chunk.shape[1],) + array.shape[1:], dtype=np.float32)
-            np.moveaxis(result, 1 + plan.slice_axis, 0)[start : start + chunk.shape[0]] = chunk.numpy()
-        return result
+            yield start, chunk.numpy()
 
 
 def _windows(
