@@ -79,14 +79,6 @@ def gather(array: np.ndarray, maps: Sequence[AxisMap]) -> np.ndarray:
     return ordered
 
 
-def source_points(maps: Sequence[AxisMap], points: Tuple[np.ndarray, ...]) -> Tuple[np.ndarray, ...]:
-    """The source (i, j, k) index arrays of the lower corner of each (k, j, i) target point, as ``gather`` uses."""
-    per_axis = {}
-    for dimension, axis in enumerate((2, 1, 0)):
-        per_axis[maps[axis].source_axis] = maps[axis].lower[points[dimension]]
-    return tuple(per_axis[axis] for axis in range(3))
-
-
 def inside_mask(maps: Sequence[AxisMap]) -> np.ndarray:
     """(k, j, i) bool: the target points within the source grid."""
     return maps[2].inside[:, None, None] & maps[1].inside[None, :, None] & maps[0].inside[None, None, :]

@@ -57,8 +57,10 @@ def to_input_grid(
         region_labels = regrid.argmax_labels_of(probabilities.labels, values_at, maps)
 
     def fallback(points: Tuple[np.ndarray, ...]) -> np.ndarray:
-        # Where a lesion is removed, the most likely other label takes its place (computed only there).
-        others = values_at(regrid.source_points(maps, points))
+        # Where a lesion is removed, the most likely other label takes its place (computed only there), from the
+        # probabilities interpolated as for every other voxel: a corner read would take a neighbour's label wherever
+        # a point lies nearer its upper corner (on a grid mapped onto itself, a rounding hair below its own voxel).
+        others = regrid.interpolate_channels_at(values_at, maps, points)
         others[ModelLabel.METASTASIS] = -1.0
         return regrid.argmax_channels(others)
 
