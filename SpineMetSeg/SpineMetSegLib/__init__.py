@@ -2,7 +2,7 @@
 
 Usage::
 
-    from SpineMetSegLib import imageio
+    from SpineMetSegLib.images import imageio
     image = imageio.read_image("t1.nii.gz")
 
 The core reads and writes images with their geometry, renders synthetic spine MRI, loads models from the

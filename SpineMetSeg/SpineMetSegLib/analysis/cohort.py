@@ -6,7 +6,7 @@ one folder is reported, not evaluated. Named labels (``labels=[1]``) may be miss
 
 Usage::
 
-    from SpineMetSegLib import cohort
+    from SpineMetSegLib.analysis import cohort
     pairs, only_reference, only_prediction = cohort.match_cases("references/", "predictions/")
     result = cohort.evaluate_cohort(pairs, labels=[1])
     print(result.summary["1"]["dice"])          # {"mean": ..., "sd": ..., "median": ..., "n": ...}

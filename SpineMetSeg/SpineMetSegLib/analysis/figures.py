@@ -8,7 +8,7 @@ Files are written atomically.
 
 Usage::
 
-    from SpineMetSegLib import figures
+    from SpineMetSegLib.analysis import figures
     figures.overlay_png(reference, prediction_on_reference_grid, "overlay.png", label=1, image=t1)
     figures.cohort_boxplot_png({"case1": metrics1, "case2": metrics2}, "cohort.png")
 """

@@ -29,7 +29,8 @@ lesion voxels next to canal voxels: it touches the canal, distance 0. A model ou
 
 Usage::
 
-    from SpineMetSegLib import imageio, lesions
+    from SpineMetSegLib.images import imageio
+    from SpineMetSegLib.analysis import lesions
     found = lesions.measure_lesions(imageio.read_image("seg.nii.gz"))               # model output: 1, 2, 3
     found = lesions.measure_lesions(lesion_map, anatomy_map, label=1)              # phantom files
     lesions.write_lesion_csv(found, "lesions.csv")

@@ -15,7 +15,8 @@ Conventions (DESIGN.md, chosen to agree with MONAI and MetricsReloaded):
 
 Usage::
 
-    from SpineMetSegLib import imageio, metrics
+    from SpineMetSegLib.images import imageio
+    from SpineMetSegLib.analysis import metrics
     result = metrics.compute_metrics(imageio.read_image("reference.nii.gz"), imageio.read_image("seg.nii.gz"),
                                      labels=[1], min_lesion_volume_ml=0.01)
     print(result["1"]["dice"], result["1"]["hd95_mm"], result["1"]["lesions"]["detected"])

@@ -2,7 +2,7 @@
 
 Usage::
 
-    from SpineMetSegLib import imageio
+    from SpineMetSegLib.images import imageio
     t1 = imageio.read_image("t1.nii.gz")            # also .nrrd, .mha, .mhd, or a DICOM series folder
     imageio.check_intensity_image(t1, "T1")          # NaN/inf, empty or constant -> ImageError
     imageio.write_image(t1, "copy.nrrd")             # atomic: no partial file on failure

@@ -2,7 +2,7 @@
 
 Usage::
 
-    from SpineMetSegLib import regrid
+    from SpineMetSegLib.images import regrid
     maps = regrid.axis_maps(model_grid, input_grid)            # the two grids differ by axis order, flips, spacing
     labels = regrid.argmax_labels(probabilities, maps)         # (k, j, i) uint8 on input_grid
     lesion = regrid.interpolate(probabilities[1], maps)        # (k, j, i) float32, trilinear

@@ -2,7 +2,7 @@
 
 Usage::
 
-    from SpineMetSegLib import devices
+    from SpineMetSegLib.inference import devices
     device = devices.resolve_device("auto")              # CUDA, then Apple MPS, then CPU
     devices.set_cpu_threads(4)
     batch = devices.choose_batch_size(device, bytes_per_item=200e6)

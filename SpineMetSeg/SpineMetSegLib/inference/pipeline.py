@@ -2,7 +2,8 @@
 
 Usage::
 
-    from SpineMetSegLib import inference, loader
+    from SpineMetSegLib import inference
+    from SpineMetSegLib.models import loader
     model = loader.load_model()                                # the default model
     result = inference.segment_images({"t1": t1, "t2": t2}, model.card, model.network, progress=ProgressReporter())
     result.labels            # uint8 labelmap on the first input's grid; metastasis = 1

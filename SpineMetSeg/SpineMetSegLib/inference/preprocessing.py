@@ -2,7 +2,7 @@
 
 Usage::
 
-    from SpineMetSegLib import preprocessing
+    from SpineMetSegLib.inference import preprocessing
     prepared = preprocessing.prepare({"t1": t1, "stir": stir}, card)   # sitk images, any grids that overlap
     prepared.array          # (channels, i, j, k) float32, normalised, cropped to the body
     prepared.crop_grid      # the cropped region's geometry in the model's space (orientation and spacing)

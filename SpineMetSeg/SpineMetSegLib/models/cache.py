@@ -9,7 +9,7 @@ The cache folder is ``$SPINEMETSEG_HOME`` (default ``~/.spinemetseg``)::
 
 Usage::
 
-    from SpineMetSegLib import cache
+    from SpineMetSegLib.models import cache
     path = cache.model_path(card)            # where the file is or will be; may not exist yet
     with cache.model_lock(card):             # other processes wait here
         ...

@@ -7,7 +7,7 @@ stay usable.
 
 Usage::
 
-    from SpineMetSegLib import catalog
+    from SpineMetSegLib.models import catalog
     card = catalog.load_catalog().get()                  # the default model, newest version
     card = catalog.load_catalog().get("spinemetseg-default", "1.0.0")
     path = catalog.model_file(card, download=True)       # embedded: inside the extension, no network

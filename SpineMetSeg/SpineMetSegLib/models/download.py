@@ -2,7 +2,7 @@
 
 Usage::
 
-    from SpineMetSegLib import catalog, download
+    from SpineMetSegLib.models import catalog, download
     card = catalog.load_catalog().get("spinemetseg-large")
     path = download.download_model(card, progress=lambda stage, percent, message: print(stage, percent, message))
 

@@ -2,7 +2,7 @@
 
 Usage::
 
-    from SpineMetSegLib import loader
+    from SpineMetSegLib.models import loader
     model = loader.load_model()                                     # the default model, newest version
     model = loader.load_model("spinemetseg-default", "1.2.0", device="cuda")
     model = loader.load_model(weights="mine.safetensors", card="mine.json")   # a model outside the catalog

@@ -2,7 +2,7 @@
 
 Usage::
 
-    from SpineMetSegLib import catalog
+    from SpineMetSegLib.models import catalog
     card = catalog.load_catalog().get()                 # validated once from JSON (catalog.card_from_dict)
     card.network.dimensions, card.network.slice_axis      # 2, 0
     card.normalization.lower_percentile                   # 0.5

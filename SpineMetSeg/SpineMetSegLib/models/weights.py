@@ -7,7 +7,7 @@ suffix, a truncated or corrupt file, tensors that do not fit the network — is 
 
 Usage::
 
-    from SpineMetSegLib import weights
+    from SpineMetSegLib.models import weights
     weights.save_state_dict(net.state_dict(), "model.safetensors", metadata={"name": "mine"})
     state = weights.load_state_dict("model.safetensors")
     weights.apply_state_dict(net, state, source="model.safetensors")
