@@ -136,7 +136,7 @@ def baseline_segment(images: Dict[str, sitk.Image], card: ModelCard, model: Any,
         if name not in oriented:
             channels.append(np.zeros(grid.size, dtype=np.float32))
             continue
-        array = preprocessing.image_to_array(preprocessing.resample_to_geometry(oriented[name], grid))
+        array = preprocessing.image_to_array(imageio.resample_onto(oriented[name], grid, pixel_type=sitk.sitkFloat32))
         statistics_ = preprocessing.intensity_statistics(array, card.normalization)
         channels.append(preprocessing.normalise(array, statistics_))
     volume = torch.from_numpy(np.stack(channels))[None]

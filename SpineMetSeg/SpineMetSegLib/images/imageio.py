@@ -489,8 +489,17 @@ def resample_to(
             "The images do not overlap in space (their bounding boxes are disjoint): they are not of the same "
             "patient position or one has a wrong origin."
         )
+    return resample_onto(image, Geometry.of(reference), nearest=nearest, default=default)
+
+
+def resample_onto(image: sitk.Image, grid: Geometry, *, nearest: bool = False, default: float = 0.0,
+                  pixel_type: Optional[int] = None) -> sitk.Image:
+    """``image`` resampled onto ``grid`` (identity transform, physical coordinates), as ``pixel_type`` (default:
+    its own): linear interpolation for intensities, nearest neighbour for label maps (``nearest=True``)."""
     interpolator = sitk.sitkNearestNeighbor if nearest else sitk.sitkLinear
-    return sitk.Resample(image, reference, sitk.Transform(), interpolator, default, image.GetPixelID())
+    return sitk.Resample(image, [int(n) for n in grid.size], sitk.Transform(), interpolator, grid.origin,
+                         grid.spacing, grid.direction, default,
+                         image.GetPixelID() if pixel_type is None else pixel_type)
 
 
 def physical_bounds(image: sitk.Image) -> Tuple[np.ndarray, np.ndarray]:

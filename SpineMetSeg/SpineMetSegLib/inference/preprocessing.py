@@ -215,21 +215,6 @@ def target_grid(grid: imageio.Geometry, spacing_mm: Optional[Sequence[Any]]) -> 
     return imageio.Geometry(tuple(int(n) for n in new_size), tuple(new_spacing), tuple(origin), grid.direction)
 
 
-def resample_to_geometry(
-    image: sitk.Image, grid: imageio.Geometry, *, default: float = 0.0, pixel_type: int = sitk.sitkFloat32
-) -> sitk.Image:
-    """``image`` resampled (linear) onto ``grid`` as ``pixel_type``."""
-    resampler = sitk.ResampleImageFilter()
-    resampler.SetSize([int(n) for n in grid.size])
-    resampler.SetOutputSpacing(grid.spacing)
-    resampler.SetOutputOrigin(grid.origin)
-    resampler.SetOutputDirection(grid.direction)
-    resampler.SetInterpolator(sitk.sitkLinear)
-    resampler.SetDefaultPixelValue(default)
-    resampler.SetOutputPixelType(pixel_type)
-    return resampler.Execute(image)
-
-
 def model_arrays(images: Mapping[str, sitk.Image], card: ModelCard) -> Tuple[Dict[str, np.ndarray], imageio.Geometry]:
     """Each checked input as an (i, j, k) float32 array on the model's grid, and that grid.
 
@@ -281,7 +266,7 @@ def interpolated_array(image: sitk.Image, grid: imageio.Geometry) -> np.ndarray:
     try:
         maps = regrid.axis_maps(imageio.Geometry.of(image), grid)
     except ValueError:
-        return image_to_array(resample_to_geometry(image, grid))
+        return image_to_array(imageio.resample_onto(image, grid, pixel_type=sitk.sitkFloat32))
     return regrid.interpolate(sitk.GetArrayViewFromImage(image).transpose(2, 1, 0), maps).transpose(2, 1, 0)
 
 

@@ -27,11 +27,7 @@ from ..models.modelcard import ModelCard
 def label_on_grid(label: sitk.Image, prepared: preprocessing.PreparedInput, orientation: str) -> np.ndarray:
     """``label`` on the prepared (cropped) grid, nearest neighbour, as (i, j, k) uint8."""
     oriented = imageio.reorient(label, orientation)
-    grid = prepared.crop_grid
-    resampled = sitk.Resample(
-        oriented, [int(n) for n in grid.size], sitk.Transform(), sitk.sitkNearestNeighbor, grid.origin,
-        grid.spacing, grid.direction, 0, oriented.GetPixelID(),
-    )
+    resampled = imageio.resample_onto(oriented, prepared.crop_grid, nearest=True)
     return sitk.GetArrayFromImage(resampled).transpose(2, 1, 0).astype(np.uint8)
 
 
