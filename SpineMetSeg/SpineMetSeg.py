@@ -1,6 +1,6 @@
 """Spine Metastasis Segmentation: the 3D Slicer module (metadata, the panel, the sample case, the self-test).
 
-The panel lives in ``SpineMetSegLib/widget.py`` and the work in ``SpineMetSegLib/mrml`` (no Qt) and the core
+The panel lives in ``SpineMetSegLib/panel/widget.py`` and the work in ``SpineMetSegLib/mrml`` (no Qt) and the core
 ``SpineMetSegLib``; this file only ties them into Slicer.
 """
 

@@ -53,6 +53,8 @@ GEOMETRIES = {
 }
 TARGET_PEAK_GB = 4.0
 SAMPLE_SECONDS = 0.05
+# One prepare of the full case takes tens of seconds; a hung child is stopped after this.
+PREPARE_TIMEOUT_S = 1800
 HERE = Path(__file__).resolve().parent
 
 
@@ -164,8 +166,11 @@ def _one(source: str, case: str, output: str, threads: str) -> None:
 def _prepare_axial(case: str) -> None:
     import SimpleITK as sitk
 
-    from SpineMetSegLib.inference import preprocessing
-    from SpineMetSegLib.models import catalog
+    try:
+        from SpineMetSegLib.inference import preprocessing
+        from SpineMetSegLib.models import catalog
+    except ImportError:  # a source tree from before the package layout (an --old-source)
+        from SpineMetSegLib import catalog, preprocessing
 
     peak = [0.0]
     stop = threading.Event()
@@ -179,13 +184,17 @@ def _prepare_axial(case: str) -> None:
     image.SetSpacing((1.0, 1.0, 1.0))
     card = catalog.load_catalog().get()
     before = _rss_mb(os.getpid())
-    sampler = threading.Thread(target=sample)
+    peak[0] = before or 0.0  # a prepare faster than one sample still reports at least what was held
+    sampler = threading.Thread(target=sample, daemon=True)
     sampler.start()
     started = time.perf_counter()
-    prepared = preprocessing.prepare({"t1": image}, card)
+    try:
+        prepared = preprocessing.prepare({"t1": image}, card)
+    finally:
+        stop.set()  # a failing prepare must not leave the sampler (and this process) running
     seconds = time.perf_counter() - started
-    stop.set()
     sampler.join()
+    peak[0] = max(peak[0], _rss_mb(os.getpid()) or 0.0)
     print(json.dumps({"held_before_mb": before, "peak_mb": peak[0], "seconds": seconds,
                       "network_input_shape": list(prepared.array.shape)}))
 
@@ -195,7 +204,8 @@ def prepare_axial_table(sources: Dict[str, Path], case: Path) -> None:
     print(f"{'code':<5} {'held before GB':>14} {'peak GB':>8} {'seconds':>8}  network input")
     for name, source in sources.items():
         result = subprocess.run([sys.executable, __file__, "--_prepare", str(case)], capture_output=True, text=True,
-                                env=dict(os.environ, PYTHONPATH=str(source.resolve())), check=False)
+                                env=dict(os.environ, PYTHONPATH=str(source.resolve())), check=False,
+                                timeout=PREPARE_TIMEOUT_S)
         if result.returncode != 0:
             print(f"{name}: failed: {result.stderr[-2000:]}", file=sys.stderr)
             continue

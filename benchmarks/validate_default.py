@@ -19,6 +19,7 @@ lesions (their sizes and types from ``case.info``); predicted lesions are 26-con
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import sys
 import time
@@ -313,7 +314,7 @@ def write_table(summary: Dict[str, Any], real: Dict[str, Any], card: ModelCard, 
         "contrast), plus false positives on healthy real scans. " + PAPERS,
         "",
         "Post-processing (the card's): "
-        + ", ".join(f"`{k}` = {v}" for k, v in card.postprocessing.to_dict().items()) + ".",
+        + ", ".join(f"`{k}` = {v}" for k, v in dataclasses.asdict(card.postprocessing).items()) + ".",
         "",
         "| metric | ours (synthetic) | target | Hille 2020 | Chen 2024 | Wang 2023 |",
         "|---|---|---|---|---|---|",

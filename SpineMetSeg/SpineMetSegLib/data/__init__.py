@@ -2,7 +2,9 @@
 
 Usage::
 
-    from SpineMetSegLib.data import import_vb, load_real_case, generate_anatomy_case
+    from SpineMetSegLib.data.anatomy_case import generate_anatomy_case
+    from SpineMetSegLib.data.real_case import load_real_case
+    from SpineMetSegLib.data.vb_import import import_vb
 
     import_vb("fastcleverseg/ImageDatasets/VBs", "cases/")            # one case folder per distinct scan
     case = load_real_case("cases/vb2_05")                             # checked: images on one grid + body mask

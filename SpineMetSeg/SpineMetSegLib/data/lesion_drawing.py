@@ -71,10 +71,6 @@ class Finding:
     factors: Dict[str, float] = field(default_factory=dict)  # per rule (for mixed: "lytic:t1", "sclerotic:t1")
     nominal_diameter_mm: float = 0.0
 
-    @property
-    def is_lesion(self) -> bool:
-        return self.kind in LESION_TYPES
-
 
 class _Bodies:
     """Per-body voxel lists and boxes of a case, made once."""

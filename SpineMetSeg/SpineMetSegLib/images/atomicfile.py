@@ -202,14 +202,6 @@ def write_files(jobs: Sequence[FileJob]) -> List[Path]:
     return [Path(job.target) for job in jobs]
 
 
-def full_suffix(path: PathLike) -> str:
-    """The suffix a writer chooses its format by, double suffixes such as ``.nii.gz`` included."""
-    suffixes = Path(path).suffixes
-    if len(suffixes) >= 2 and suffixes[-1].lower() == ".gz":
-        return "".join(suffixes[-2:])
-    return suffixes[-1] if suffixes else ""
-
-
 def default_file_mode() -> int:
     """The permissions a newly created file gets under the current umask."""
     umask = os.umask(0)

@@ -218,9 +218,3 @@ def set_segment_mask(segmentation_node, segment_id: str, mask: sitk.Image) -> No
     slicer.vtkSlicerSegmentationsModuleLogic.SetBinaryLabelmapToSegment(
         oriented, segmentation_node, segment_id, slicer.vtkSlicerSegmentationsModuleLogic.MODE_REPLACE
     )
-
-
-def node_center_ras(image: sitk.Image, index_zyx: np.ndarray) -> tuple:
-    """RAS position of a (fractional) voxel index given as (k, j, i), for jumping slice views to it."""
-    point_lps = image.TransformContinuousIndexToPhysicalPoint([float(v) for v in np.asarray(index_zyx)[::-1]])
-    return tuple(float(v) for v in RAS_TO_LPS @ np.array(point_lps))
