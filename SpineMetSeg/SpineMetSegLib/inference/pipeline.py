@@ -133,7 +133,7 @@ def segment_images(
     with _timed(timings, "inference"):
         stages("inference", 0.0, f"{counter.total} windows on {predictor.device.type}")
         if streamed:
-            volume_probabilities = _stream(predictor, prepared, card, probabilities, counter)
+            volume_probabilities = _stream(predictor, prepared, plan.slice_axis, card, probabilities, counter)
             if needs_every_probability(volume_probabilities, prepared):
                 # A noisy prediction: so many label boundaries that the regridding interpolates every probability,
                 # which the stream did not keep. The network runs again, this time keeping them all.
@@ -216,10 +216,9 @@ def segment_files(
     return result
 
 
-def _stream(predictor: Predictor, prepared: preprocessing.PreparedInput, card: ModelCard, probabilities: bool,
-            counter: _WindowCounter) -> StreamedProbabilities:
+def _stream(predictor: Predictor, prepared: preprocessing.PreparedInput, slice_axis: int, card: ModelCard,
+            probabilities: bool, counter: _WindowCounter) -> StreamedProbabilities:
     """The network's probabilities of ``prepared`` streamed into a store that keeps what ``to_input_grid`` reads."""
-    slice_axis = predictor.plan(prepared.array).slice_axis
     store = StreamedProbabilities(prepared.array.shape[1:], card.out_channels, slice_axis,
                                   keep_channel=ModelLabel.METASTASIS if probabilities else None)
 

@@ -21,7 +21,7 @@ from __future__ import annotations
 import itertools
 import math
 from dataclasses import dataclass
-from typing import Callable, Iterator, List, Optional, Sequence, Tuple
+from typing import Callable, Iterator, List, Optional, Sequence, Tuple, TypeVar
 
 import numpy as np
 import torch
@@ -51,6 +51,8 @@ ACTIVATION_COPIES = 8
 # The blended output stays on the GPU when it needs less than this share of its free memory.
 OUTPUT_MEMORY_SHARE = 0.25
 BYTES_PER_FLOAT = 4
+
+T = TypeVar("T")
 
 
 @dataclass(frozen=True)
@@ -170,19 +172,11 @@ class Predictor:
 
         ``on_restart`` is called before every attempt (a retry after running out of memory starts over).
         """
-        plan = self.plan(array)
-        batch = devices.choose_batch_size(self.device, plan.bytes_per_window(self.card, array.shape[0]))
-
-        def attempt(run_device: torch.device, run_batch: int) -> np.ndarray:
-            self.used_device, self.used_batch = run_device, run_batch
-            on_restart()
-            return predict_volume(self.network, array, plan, run_device, run_batch, tta=self.tta,
+        def run(plan: WindowPlan, device: torch.device, batch: int) -> np.ndarray:
+            return predict_volume(self.network, array, plan, device, batch, tta=self.tta,
                                   mixed_precision=self.mixed_precision, on_windows=self.on_windows)
 
-        try:
-            return devices.run_with_memory_fallback(attempt, self.device, batch, warn=self.warn)
-        finally:
-            devices.release_device_memory(self.used_device)
+        return self._with_memory_fallback(array, run, on_restart)
 
     def stream(self, array: np.ndarray, consume: Callable[[int, np.ndarray], None], *,
                on_restart: Callable[[], None] = lambda: None) -> None:
@@ -191,18 +185,27 @@ class Predictor:
 
         ``on_restart`` is called before every attempt: a retry after running out of memory starts over at slice 0.
         """
-        plan = self.plan(array)
-        batch = devices.choose_batch_size(self.device, plan.bytes_per_window(self.card, array.shape[0]))
-
-        def attempt(run_device: torch.device, run_batch: int) -> None:
-            self.used_device, self.used_batch = run_device, run_batch
-            on_restart()
-            for start, chunk in predict_chunks(self.network, array, plan, run_device, run_batch, tta=self.tta,
+        def run(plan: WindowPlan, device: torch.device, batch: int) -> None:
+            for start, chunk in predict_chunks(self.network, array, plan, device, batch, tta=self.tta,
                                                mixed_precision=self.mixed_precision, on_windows=self.on_windows):
                 consume(start, chunk)
 
+        self._with_memory_fallback(array, run, on_restart)
+
+    def _with_memory_fallback(self, array: np.ndarray, run: Callable[[WindowPlan, torch.device, int], T],
+                              on_restart: Callable[[], None]) -> T:
+        """``run(plan, device, batch)`` with the batch sized from the free memory, retried with smaller batches and
+        then on the CPU when memory runs out (``on_restart`` before each attempt); device memory freed after."""
+        plan = self.plan(array)
+        batch = devices.choose_batch_size(self.device, plan.bytes_per_window(self.card, array.shape[0]))
+
+        def attempt(run_device: torch.device, run_batch: int) -> T:
+            self.used_device, self.used_batch = run_device, run_batch
+            on_restart()
+            return run(plan, run_device, run_batch)
+
         try:
-            devices.run_with_memory_fallback(attempt, self.device, batch, warn=self.warn)
+            return devices.run_with_memory_fallback(attempt, self.device, batch, warn=self.warn)
         finally:
             devices.release_device_memory(self.used_device)
 

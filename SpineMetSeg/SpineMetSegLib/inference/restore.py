@@ -232,11 +232,16 @@ def geometry_only(image: sitk.Image) -> sitk.Image:
     """A 1 x 1 x 1 image with ``image``'s spacing, origin and direction, its size kept as metadata."""
     if image.HasMetaDataKey(REFERENCE_SIZE_KEY):
         return image
-    stand_in = sitk.Image([1] * image.GetDimension(), sitk.sitkUInt8)
-    stand_in.SetSpacing(image.GetSpacing())
-    stand_in.SetOrigin(image.GetOrigin())
-    stand_in.SetDirection(image.GetDirection())
-    stand_in.SetMetaData(REFERENCE_SIZE_KEY, " ".join(str(n) for n in image.GetSize()))
+    return _stand_in(imageio.Geometry.of(image))
+
+
+def _stand_in(grid: imageio.Geometry) -> sitk.Image:
+    """A 1 x 1 x 1 image with ``grid``'s spacing, origin and direction, the grid's size kept as metadata."""
+    stand_in = sitk.Image([1] * len(grid.size), sitk.sitkUInt8)
+    stand_in.SetSpacing(grid.spacing)
+    stand_in.SetOrigin(grid.origin)
+    stand_in.SetDirection(grid.direction)
+    stand_in.SetMetaData(REFERENCE_SIZE_KEY, " ".join(str(int(n)) for n in grid.size))
     return stand_in
 
 
@@ -280,10 +285,5 @@ def _paste(
 def model_grid_input(grid: imageio.Geometry) -> PreparedInput:
     """A prepared input whose first input *is* the model grid ``grid`` (no crop, no voxels): ``to_input_grid`` on it
     returns labels on ``grid`` itself, through the same argmax and post-processing as ``segment``."""
-    reference = sitk.Image([1, 1, 1], sitk.sitkUInt8)
-    reference.SetSpacing(grid.spacing)
-    reference.SetOrigin(grid.origin)
-    reference.SetDirection(grid.direction)
-    reference.SetMetaData(REFERENCE_SIZE_KEY, " ".join(str(int(n)) for n in grid.size))
     box = tuple(slice(0, int(n)) for n in grid.size)
-    return PreparedInput(array=None, crop_grid=grid, model_grid=grid, box=box, reference=reference, channels=[])
+    return PreparedInput(array=None, crop_grid=grid, model_grid=grid, box=box, reference=_stand_in(grid), channels=[])
